@@ -9,12 +9,13 @@ from jaxseg.ops.crop import center_crop, crop_like
 from jaxseg.ops.fc import fc_to_conv
 from jaxseg.ops.layout import depth_to_space, space_to_depth
 from jaxseg.ops.pooling import max_pool_with_argmax, max_unpool
-from jaxseg.ops.resize import resize_bilinear, resize_nearest
+from jaxseg.ops.resize import bilinear_resize_matrix, resize_bilinear, resize_nearest
 from jaxseg.ops.transpose import bilinear_kernel, conv_transpose2d
 
 __all__ = [
     "atrous_conv2d",
     "bilinear_kernel",
+    "bilinear_resize_matrix",
     "center_crop",
     "conv_transpose2d",
     "crop_like",

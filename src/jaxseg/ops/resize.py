@@ -23,8 +23,14 @@ from jax import lax
 from jaxseg.ops._checks import check_floating, check_rank, size_pair
 
 
-def _bilinear_matrix(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
-    """`[out, in]` float32 weights, each row sums to 1."""
+def bilinear_resize_matrix(in_size: int, out_size: int, align_corners: bool = False) -> np.ndarray:
+    """Bilinear interpolation along one axis as a matrix: `[out_size, in_size]` float32.
+
+    `y = M @ x` resizes `x` along that axis exactly as `resize_bilinear` does: half-pixel centres
+    (`src = (dst + 0.5) * in / out - 0.5`, clamped; TF2) or, with `align_corners`, corner pixels
+    aligned (`src = dst * (in - 1) / (out - 1)`; TF1 DeepLab). Each row sums to 1. Public so
+    callers can fuse resizing with padding or flipping into one matmul (see `jaxseg.inference`).
+    """
     dst = np.arange(out_size, dtype=np.float64)
     if align_corners:
         scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
@@ -62,8 +68,8 @@ def resize_bilinear(x: jax.Array, size: tuple[int, int], align_corners: bool = F
     in_h, in_w = x.shape[1:3]
     if (in_h, in_w) == (out_h, out_w):
         return x
-    rows = jnp.asarray(_bilinear_matrix(in_h, out_h, align_corners))
-    cols = jnp.asarray(_bilinear_matrix(in_w, out_w, align_corners))
+    rows = jnp.asarray(bilinear_resize_matrix(in_h, out_h, align_corners))
+    cols = jnp.asarray(bilinear_resize_matrix(in_w, out_w, align_corners))
     y = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     hi = lax.Precision.HIGHEST
     y = jnp.einsum("oh,bhw...->bow...", rows, y, precision=hi)
