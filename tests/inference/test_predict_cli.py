@@ -1,0 +1,251 @@
+"""`python -m jaxseg.predict` end to end: a tiny experiment, a checkpoint saved by the training
+engine's `Checkpoints`, generated images (grey, RGBA, palette, odd sizes) and bad input."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from PIL import Image
+
+from jaxseg import predict, viz
+from jaxseg.train import Checkpoints, TrainState, model_signature
+
+EXPERIMENT = """
+import flax.linen as nn
+import ml_collections
+
+
+class TinySegmenter(nn.Module):
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, images, train: bool = False):
+        # 1x1 convs: each pixel's logits depend on that pixel only, so bucket padding is harmless
+        x = nn.relu(nn.Conv(8, (1, 1))(images))
+        return nn.Conv(self.num_classes, (1, 1))(x)
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.dataset = "voc"
+    config.num_classes = {num_classes}
+    config.crop_size = 16
+    return config
+
+
+def build_model(config):
+    return TinySegmenter(num_classes=config.num_classes)
+
+
+def preprocess(config, images):
+    return images / 127.5 - 1.0
+"""
+
+
+def _write_experiment(path: Path, num_classes: int) -> Path:
+    path.write_text(textwrap.dedent(EXPERIMENT.format(num_classes=num_classes)))
+    return path
+
+
+def _load_model(experiment: Path):
+    module = predict.load_experiment(experiment)
+    config = module.get_config()
+    return module, config, module.build_model(config)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A workdir with one checkpoint (step 7) of the 3-class experiment; returns paths + model."""
+    root = tmp_path_factory.mktemp("run")
+    experiment = _write_experiment(root / "tiny_voc.py", num_classes=3)
+    module, config, model = _load_model(experiment)
+    # Weights from NumPy (compiling Flax init costs seconds on CPU); large enough that all
+    # three classes occur in predictions.
+    rng = np.random.default_rng(1)
+    shapes = {"Conv_0": ((1, 1, 3, 8), (8,)), "Conv_1": ((1, 1, 8, 3), (3,))}
+    params = {
+        name: {
+            "kernel": rng.normal(0, 2, k).astype(np.float32),
+            "bias": rng.normal(0, 1, b).astype(np.float32),
+        }
+        for name, (k, b) in shapes.items()
+    }
+    state = TrainState.create(
+        apply_fn=model.apply, params=params, tx=optax.sgd(0.1, momentum=0.9), batch_stats={}
+    ).replace(step=jnp.zeros((), jnp.int32))
+    checkpoints = Checkpoints(root / "workdir" / "checkpoints", async_save=False)
+    checkpoints.save(7, state, model_signature(state))
+    checkpoints.close()
+    return {
+        "root": root,
+        "experiment": experiment,
+        "workdir": root / "workdir",
+        "model": model,
+        "config": config,
+        "module": module,
+        "params": params,
+    }
+
+
+@pytest.fixture(scope="module")
+def inputs(run):
+    """Folder of generated images of several modes and odd sizes, plus two non-images."""
+    folder = run["root"] / "inputs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (33, 45, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(folder / "odd.png")
+    Image.fromarray(rng.integers(0, 256, (17, 23), dtype=np.uint8)).save(folder / "grey.png")
+    rgba = rng.integers(0, 256, (30, 20, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(folder / "alpha.png")
+    Image.fromarray(rgb[:21, :31]).convert("P").save(folder / "paletted.gif")
+    Image.fromarray(rgb[:9, :40]).save(folder / "photo.jpg", quality=95)
+    Image.fromarray(rng.integers(0, 4096, (12, 19), dtype=np.uint16)).save(folder / "deep.png")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "fake.png").write_bytes(b"\x00garbage")
+    return folder
+
+
+def _expected_labels(run, image_path: Path) -> np.ndarray:
+    """Independent path: PIL's RGB conversion, the experiment's preprocess, plain model.apply."""
+    image = np.asarray(Image.open(image_path).convert("RGB"), np.float32)
+    x = run["module"].preprocess(run["config"], image[None])
+    logits = run["model"].apply({"params": run["params"]}, jnp.asarray(x))
+    return np.asarray(jnp.argmax(logits[0], axis=-1))
+
+
+def _cli(run, inputs, output, *extra):
+    argv = ["--experiment", str(run["experiment"]), "--workdir", str(run["workdir"])]
+    return predict.main(argv + ["--input", str(inputs), "--output", str(output), *extra])
+
+
+def test_folder_end_to_end(run, inputs, tmp_path, capsys):
+    output = tmp_path / "out"
+    assert _cli(run, inputs, output, "--flip") == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 non-image" in err and "notes.txt" in err and "fake.png" in err
+    stems = ["odd", "grey", "alpha", "paletted", "photo", "deep"]
+    expected_files = {f"{s}.png" for s in stems} | {f"{s}_overlay.jpg" for s in stems}
+    assert set(os.listdir(output)) == expected_files
+    for name in ["odd.png", "grey.png", "alpha.png", "paletted.gif", "photo.jpg"]:
+        source = Image.open(inputs / name)
+        stem = Path(name).stem
+        prediction = Image.open(output / f"{stem}.png")
+        assert prediction.mode == "P" and prediction.size == source.size
+        assert prediction.getpalette()[:6] == [0, 0, 0, 128, 0, 0]  # VOC colours
+        labels = np.asarray(prediction)
+        # flip TTA of a per-pixel model changes nothing, so this is exactly the plain argmax
+        np.testing.assert_array_equal(labels, _expected_labels(run, inputs / name))
+        overlay = Image.open(output / f"{stem}_overlay.jpg")
+        assert overlay.mode == "RGB" and overlay.size == source.size
+    assert len(np.unique(np.asarray(Image.open(output / "odd.png")))) == 3
+    assert Image.open(output / "deep.png").size == (19, 12)  # 16-bit grey, rescaled to 8 bits
+
+
+def test_single_file_multiscale_and_sliding_window(run, inputs, tmp_path):
+    output = tmp_path / "out"
+    args = ["--scales", "1.0", "--sliding-window", "16", "--stride", "8x5"]
+    assert _cli(run, inputs / "odd.png", output, *args) == 0
+    assert sorted(os.listdir(output)) == ["odd.png", "odd_overlay.jpg"]
+    labels = np.asarray(Image.open(output / "odd.png"))
+    np.testing.assert_array_equal(labels, _expected_labels(run, inputs / "odd.png"))
+    assert _cli(run, inputs / "grey.png", output, "--scales", "0.5", "1.5") == 0
+    assert Image.open(output / "grey.png").size == (23, 17)
+
+
+def test_failed_image_leaves_no_output(run, inputs, tmp_path, monkeypatch, capsys):
+    real_save = viz.save_image
+
+    def failing_overlay(path, image, **kwargs):
+        if "alpha" in Path(path).name:
+            raise OSError("disk full")
+        return real_save(path, image, **kwargs)
+
+    monkeypatch.setattr(viz, "save_image", failing_overlay)
+    output = tmp_path / "out"
+    assert _cli(run, inputs, output) == 1
+    err = capsys.readouterr().err
+    assert "disk full" in err and "1 failed" in err
+    names = os.listdir(output)
+    assert not [n for n in names if n.startswith("alpha")]  # its index PNG was removed too
+    assert "odd.png" in names and "odd_overlay.jpg" in names
+    assert not [n for n in names if n.endswith(".tmp")]
+
+
+def test_missing_workdir_and_checkpoint(run, inputs, tmp_path, capsys):
+    argv = ["--experiment", str(run["experiment"]), "--input", str(inputs)]
+    output = tmp_path / "out"
+    assert predict.main(argv + ["--workdir", str(tmp_path / "nope"), "--output", str(output)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    assert predict.main(argv + ["--workdir", str(empty), "--output", str(output)]) == 2
+    assert "no checkpoints/ folder" in capsys.readouterr().err
+    (empty / "checkpoints").mkdir()
+    assert predict.main(argv + ["--workdir", str(empty), "--output", str(output)]) == 2
+    assert "no complete checkpoint" in capsys.readouterr().err
+    code = predict.main(
+        argv + ["--workdir", str(run["workdir"]), "--output", str(output)] + ["--step", "3"]
+    )
+    assert code == 2
+    assert "no checkpoint for step 3" in capsys.readouterr().err
+    assert not output.exists()
+
+
+def test_experiment_checkpoint_mismatch(run, inputs, tmp_path, capsys):
+    other = _write_experiment(tmp_path / "tiny_voc_5.py", num_classes=5)
+    argv = ["--experiment", str(other), "--workdir", str(run["workdir"])]
+    output = tmp_path / "out"
+    assert predict.main(argv + ["--input", str(inputs), "--output", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit the model" in err and "Conv_1/kernel: checkpoint [1, 1, 8, 3]" in err
+    assert not output.exists()
+
+
+def test_config_overrides(run, inputs, tmp_path, capsys):
+    argv = ["--experiment", str(run["experiment"]), "--workdir", str(run["workdir"])]
+    argv += ["--input", str(inputs / "odd.png"), "--output", str(tmp_path / "out")]
+    # Overriding the class count builds another model, which the checkpoint must refuse.
+    assert predict.main(argv + ["--config.num_classes=4"]) == 2
+    assert "Conv_1/kernel: checkpoint [1, 1, 8, 3], model [1, 1, 8, 4]" in capsys.readouterr().err
+    assert predict.main(argv + ["--config.no_such_key=1"]) == 2
+    assert "cannot set config.no_such_key" in capsys.readouterr().err
+    assert predict.main(argv + ["--config.crop_size=24"]) == 0
+    with pytest.raises(SystemExit):
+        predict.main(argv + ["--frobnicate"])
+
+
+def test_bad_experiment_file(inputs, tmp_path, capsys):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def get_config():\n    return {}\n")
+    argv = ["--experiment", str(bad), "--workdir", str(tmp_path), "--input", str(inputs)]
+    assert predict.main(argv + ["--output", str(tmp_path / "o")]) == 2
+    assert "does not define build_model" in capsys.readouterr().err
+
+
+def test_module_entry_point(run, inputs, tmp_path):
+    output = tmp_path / "out"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    command = [
+        sys.executable,
+        "-m",
+        "jaxseg.predict",
+        "--experiment",
+        str(run["experiment"]),
+        "--workdir",
+        str(run["workdir"]),
+        "--input",
+        str(inputs / "alpha.png"),
+        "--output",
+        str(output),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(output)) == ["alpha.png", "alpha_overlay.jpg"]
+    assert Image.open(output / "alpha.png").size == (20, 30)
