@@ -8,7 +8,16 @@ convolutions (dilated depthwise kernels get padded to dense ones):
   `rate x rate` pixel phases into the batch, run an undilated VALID conv, unfold. Each phase
   sees every `rate`-th pixel, so an undilated kernel over it is the dilated kernel over the image.
 
-``impl="auto"`` picks ``"xla"`` for now; `benchmarks/` decide per backend and update this.
+- ``impl="taps"``: the conv as a sum over its kernel taps (1x1 and wide dilated convs as GEMMs,
+  depthwise convs as per-tap multiply-adds) where that measured faster on CPU, else ``"xla"``
+  (see `_tap_conv`).
+
+``impl="auto"`` picks by measurement (benchmarks/ops.py, benchmarks/RESULTS.md): ``"taps"`` on
+CPU; ``"xla"`` elsewhere until a GPU/TPU measurement says otherwise. ``"space_to_batch"`` lost
+everywhere it was measured on CPU (up to 200x slower at high rates).
+
+Both first drop the taps that only ever read SAME padding (rate >= feature-map size), an
+exact rewrite that matters at small training crops (see `_drop_dead_taps`).
 """
 
 from __future__ import annotations
@@ -28,9 +37,11 @@ from jaxseg.ops._checks import (
     positive_int,
     positive_pair,
 )
+from jaxseg.ops._tap_conv import tap_conv, use_tap_conv
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
-Impl = Literal["auto", "xla", "space_to_batch"]
+Impl = Literal["auto", "xla", "space_to_batch", "taps"]
+IMPLS = ("auto", "xla", "space_to_batch", "taps")
 
 
 def _same_pads(size: int, k_eff: int, stride: int) -> tuple[int, int]:
@@ -88,7 +99,7 @@ def atrous_conv2d(
         TensorFlow and Keras): it skips the very pixels the holes were meant to reach.
       padding: 'SAME', 'VALID', or `((top, bottom), (left, right))`.
       feature_group_count: `C` for a depthwise conv (kernel `[kh, kw, 1, C * M]`).
-      impl: 'xla', 'space_to_batch' (same result, see module docstring) or 'auto'.
+      impl: 'xla', 'space_to_batch', 'taps' (same result, see module docstring) or 'auto'.
       precision: passed to `lax.conv_general_dilated`.
 
     Returns:
@@ -101,8 +112,10 @@ def atrous_conv2d(
     pad = padding_arg(padding)
     if max(rates) > 1 and max(strides) > 1:
         raise ValueError(f"stride must be 1 when rate > 1, got rate={rate!r}, stride={stride!r}")
-    if impl not in ("auto", "xla", "space_to_batch"):
-        raise ValueError(f"impl must be 'auto', 'xla' or 'space_to_batch', got {impl!r}")
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "auto":
+        impl = "taps" if jax.default_backend() == "cpu" else "xla"
 
     k_eff = [(k - 1) * r + 1 for k, r in zip(kernel.shape[:2], rates, strict=True)]
     if pad == "SAME":
@@ -121,8 +134,12 @@ def atrous_conv2d(
             )
 
     kernel = kernel.astype(x.dtype)
+    if max(strides) == 1 and max(rates) > 1:
+        kernel, rates, pads = _drop_dead_taps(kernel, rates, pads, x.shape[1:3])
     if impl == "space_to_batch" and max(rates) > 1:
         return _space_to_batch_conv(x, kernel, rates, pads, groups, precision)
+    if impl == "taps" and use_tap_conv(kernel.shape, x.shape[-1], groups, rates, strides):
+        return tap_conv(x, kernel, rates, strides, pads, groups, precision)
     return lax.conv_general_dilated(
         x,
         kernel,
@@ -133,6 +150,41 @@ def atrous_conv2d(
         feature_group_count=groups,
         precision=precision,
     )
+
+
+def _live_tap_range(size: int, pad: tuple[int, int], k: int, rate: int) -> tuple[int, int]:
+    """`[first, last]` taps along one axis that read a real pixel for at least one output.
+
+    At stride 1, tap `i` reads input `y + i * rate - lo` for outputs `y` in `[0, out)`; the
+    taps reading only padding are a prefix and a suffix (the read position grows with `i`).
+    """
+    lo, hi = pad
+    out = size + lo + hi - (k - 1) * rate
+    live = [i for i in range(k) if out - 1 + i * rate - lo >= 0 and i * rate - lo < size]
+    return (live[0], live[-1]) if live else (k // 2, k // 2)
+
+
+def _drop_dead_taps(kernel, rates, pads, spatial):
+    """Drops kernel taps that only ever multiply padding zeros (an exact rewrite).
+
+    A rate-`r` tap lies `r` pixels from the centre; once `r` reaches the feature-map size it
+    reads padding for every output pixel, so it adds exactly zero and gets exactly zero
+    gradient. DeepLab's ASPP at small training crops is mostly such taps (rate 18 on a 16x16
+    map at output stride 16 keeps only the centre: a 1x1 conv, 9x fewer FLOPs); XLA computes
+    them all. Removing them keeps the output size: the padding shrinks with the kernel.
+    """
+    new_pads, new_rates, index = [], [], []
+    for size, (lo, hi), k, r in zip(spatial, pads, kernel.shape[:2], rates, strict=True):
+        first, last = _live_tap_range(size, (lo, hi), k, r)
+        out = size + lo + hi - (k - 1) * r
+        new_lo = lo - first * r
+        new_hi = out - size - new_lo + (last - first) * r
+        if new_lo < 0 or new_hi < 0:  # only cropping would express it: keep this axis whole
+            first, last, new_lo, new_hi = 0, k - 1, lo, hi
+        new_pads.append((new_lo, new_hi))
+        new_rates.append(r if last > first else 1)  # one tap left: the rate is irrelevant
+        index.append(slice(first, last + 1))
+    return kernel[index[0], index[1]], tuple(new_rates), tuple(new_pads)
 
 
 def _space_to_batch_conv(x, kernel, rates, pads, groups, precision) -> jax.Array:

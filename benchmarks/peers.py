@@ -1,0 +1,362 @@
+"""Training-step speed of our DeepLab against what users would pick instead, in one run.
+
+CPU (keras-hub, TensorFlow backend; needs `pip install -r benchmarks/requirements.txt`, best in
+its own virtualenv, see RESULTS.md):
+
+    KERAS_BACKEND=tensorflow python benchmarks/peers.py --peer keras-hub \
+        --arch v3plus --resolution 256 --batch 4
+
+GPU (torchvision `deeplabv3_resnet101`, AMP bf16 + channels_last + torch.compile, needs torch
+with CUDA and jax[cuda]):
+
+    python benchmarks/peers.py --peer torchvision --resolution 513 --batch 8
+
+Both sides get the same batch, resolution, number of classes (21), loss (softmax cross-entropy
+over the full-resolution logits, label 255 ignored) and optimizer (SGD, momentum 0.9,
+constant LR, no weight decay), random weights and random data. Timing alternates between the
+sides in --rounds rounds of --iters steps (after --warmup untimed steps each), so a change in
+the machine's load hits both; the reported time is the median over all timed steps.
+
+Ours is built in one or more configurations (--ours):
+- matched: as close to the peer's architecture as our constructor allows (see `PEER_NOTES`).
+- paper: the published configuration (DeepLab v3+: output stride 16, rates 6/12/18,
+  multi-grid 1/2/4, two 3x3 decoder convs).
+each with the model's default `conv_impl` and/or others given by --conv-impl (e.g. 'auto',
+which picks `jaxseg.ops.atrous_conv2d`'s per-backend fast path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as common  # noqa: E402
+import _step  # noqa: E402
+
+HEADER = [
+    "framework",
+    "model",
+    "res",
+    "batch",
+    "dtype",
+    "step ms",
+    "min-max ms",
+    "img/s",
+    "vs peer",
+    "fwd GFLOP/img",
+    "setup s",
+]
+
+# What differs between the peer's model and ours even in the "matched" configuration.
+PEER_NOTES = {
+    "keras-hub": (
+        "keras-hub DeepLabV3Backbone on ResNetBackbone (v1 bottleneck 3/4/6/3, no atrous: ASPP "
+        "on P5 at stride 32, rates 6/12/18, 256 ch, no dropout). v3plus: x8 bilinear to P2, "
+        "concat 48-ch 1x1 projection, ONE 1x1 conv 256 + BN + ReLU, x4 bilinear of the 256-ch "
+        "map, 1x1 classifier at full resolution. Ours matched: OS32, rates 6/12/18, multi-grid "
+        "1/1/1, dropout 0, but our decoder keeps its two 3x3 convs 256 at stride 4 and "
+        "classifies before the x4 upsampling (more conv FLOPs, fewer full-resolution bytes)."
+    ),
+    "torchvision": (
+        "torchvision deeplabv3_resnet101: OS8 (layer3/4 dilated 2/4), ASPP 12/24/36, 256 ch, "
+        "head 3x3 conv 256 + BN + ReLU + 1x1; ours: DeepLabV3 resnet101 OS8 rates 12/24/36, "
+        "multi-grid 1/1/1."
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# ours
+
+
+def ours_configs(args) -> list[tuple[str, argparse.Namespace]]:
+    """argparse namespaces understood by `_step.build_model`, one per --ours entry."""
+    configs = []
+    for name, conv_impl in itertools.product(args.ours, args.conv_impl):
+        ns = argparse.Namespace(num_classes=args.num_classes, model_arg=[], atrous_rates=None)
+        if args.peer == "torchvision":
+            ns.model, ns.backbone, ns.output_stride = "DeepLabV3", "resnet101", 8
+            ns.atrous_rates = [12, 24, 36]
+            ns.model_arg = ["multi_grid=(1, 1, 1)"]
+        else:
+            ns.model = "DeepLabV3Plus" if args.arch == "v3plus" else "DeepLabV3"
+            ns.backbone = args.backbone
+            if name == "matched":
+                ns.output_stride, ns.atrous_rates = 32, [6, 12, 18]
+                ns.model_arg = ["multi_grid=(1, 1, 1)", "dropout_rate=0.0"]
+            else:
+                ns.output_stride = 16
+        if args.smoke:
+            # A tiny ResNet (one block per stage, width 8) keeps CI fast on the same code path.
+            from jaxseg.backbones import ResNet  # noqa: PLC0415
+
+            ns.backbone = functools.partial(ResNet, stage_sizes=(1, 1, 1, 1), base_width=8)
+            ns.model_arg = ["multi_grid=(1,)", "aspp_features=8"]
+            if ns.model == "DeepLabV3Plus":
+                ns.model_arg += ["decoder_features=8"]
+        if conv_impl != "default":
+            ns.model_arg += [f"conv_impl='{conv_impl}'"]
+        configs.append((name, ns))
+    return configs
+
+
+class Ours:
+    def __init__(self, label: str, ns, args, data: dict, dtype: str):
+        start = time.perf_counter()
+        model = _step.build_model(ns, dtype)
+        self.flops = _step.forward_flops_per_image(model, args.resolution)["total"]
+        self.step = _step.compile_train_step(model, data)
+        self.step.run()  # first call: buffer placement, not steady state
+        self.setup_s = time.perf_counter() - start
+        self.label = f"ours {label}: {_step.model_label(ns)}"
+        self.framework = "jaxseg (JAX/XLA)"
+
+    def run(self):
+        self.step.run()
+
+
+# ---------------------------------------------------------------------------------------------
+# keras-hub (CPU)
+
+
+def keras_hub_available() -> str | None:
+    """None if keras-hub imports, else why not."""
+    try:
+        import keras_hub  # noqa: F401, PLC0415
+    except ImportError as e:
+        return f"keras-hub not installed ({e}); pip install -r benchmarks/requirements.txt"
+    return None
+
+
+def keras_resnet50(resolution: int, smoke: bool):
+    import keras_hub  # noqa: PLC0415
+
+    return keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 64, 64, 64] if smoke else [64, 128, 256, 512],
+        stackwise_num_blocks=[1, 1, 1, 1] if smoke else [3, 4, 6, 3],
+        stackwise_num_strides=[1, 2, 2, 2],
+        block_type="bottleneck_block",
+        use_pre_activation=False,
+        image_shape=(resolution, resolution, 3),
+    )
+
+
+def keras_graph_flops(model, resolution: int) -> float | None:
+    """Forward FLOPs of one image from TensorFlow's graph profiler (2 x MACs of convs/matmuls)."""
+    try:
+        import tensorflow as tf  # noqa: PLC0415
+        from tensorflow.python.framework.convert_to_constants import (  # noqa: PLC0415
+            convert_variables_to_constants_v2,
+        )
+
+        spec = tf.TensorSpec((1, resolution, resolution, 3), tf.float32)
+        concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+        graph = convert_variables_to_constants_v2(concrete).graph
+        opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        opts["output"] = "none"
+        info = tf.compat.v1.profiler.profile(graph, options=opts)
+        return float(info.total_float_ops)
+    except Exception as e:  # noqa: BLE001 - FLOPs are informative only
+        print(f"(keras FLOP count unavailable: {e})")
+        return None
+
+
+class KerasHub:
+    def __init__(self, args, data: dict):
+        import keras  # noqa: PLC0415
+        import keras_hub  # noqa: PLC0415
+
+        start = time.perf_counter()
+        shape = (args.resolution, args.resolution, 3)
+        v3plus = args.arch == "v3plus"
+        backbone = keras_hub.models.DeepLabV3Backbone(
+            image_encoder=keras_resnet50(args.resolution, args.smoke),
+            spatial_pyramid_pooling_key="P5",
+            upsampling_size=8,
+            dilation_rates=[6, 12, 18],
+            low_level_feature_key="P2" if v3plus else None,
+            projection_filters=48,
+            image_shape=shape,
+        )
+        self.model = keras_hub.models.DeepLabV3ImageSegmenter(
+            backbone=backbone, num_classes=args.num_classes
+        )
+        self.model.compile(
+            optimizer=keras.optimizers.SGD(0.007, momentum=0.9),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255),
+            metrics=[],
+            # Keras' "auto" turns XLA off on CPU-only TensorFlow: that default is what users get.
+            jit_compile=args.keras_jit_compile,
+        )
+        self.images, self.labels = data["image"], data["label"]
+        self.flops = keras_graph_flops(self.model, args.resolution)
+        self.model.train_on_batch(self.images, self.labels)  # traces the train function
+        self.setup_s = time.perf_counter() - start
+        xla = "XLA" if args.keras_jit_compile else "graph, no XLA"
+        self.framework = f"keras-hub {keras_hub.__version__} (TF {_tf_version()}, {xla})"
+        self.label = f"DeepLabV3ImageSegmenter {args.arch} ResNet-50"
+
+    def run(self):
+        # train_on_batch returns the loss as numpy: the step has finished when it returns.
+        self.model.train_on_batch(self.images, self.labels)
+
+
+def _tf_version() -> str:
+    import tensorflow as tf  # noqa: PLC0415
+
+    return tf.__version__
+
+
+# ---------------------------------------------------------------------------------------------
+# torchvision (GPU)
+
+
+def torchvision_available() -> str | None:
+    try:
+        import torch  # noqa: PLC0415
+        import torchvision  # noqa: F401, PLC0415
+    except ImportError as e:
+        return f"torch/torchvision not installed ({e})"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU visible to torch"
+    return None
+
+
+class Torchvision:
+    """deeplabv3_resnet101, random weights, AMP bf16, channels_last, torch.compile."""
+
+    def __init__(self, args, data: dict):
+        import torch  # noqa: PLC0415
+        import torchvision  # noqa: PLC0415
+
+        start = time.perf_counter()
+        self.torch = torch
+        model = torchvision.models.segmentation.deeplabv3_resnet101(
+            weights=None, weights_backbone=None, num_classes=args.num_classes, aux_loss=False
+        )
+        model = model.cuda().to(memory_format=torch.channels_last).train()
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=0.007, momentum=0.9)
+        self.loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
+        self.model = torch.compile(model)
+        images = torch.from_numpy(data["image"]).permute(0, 3, 1, 2)
+        self.images = images.contiguous(memory_format=torch.channels_last).cuda()
+        self.labels = torch.from_numpy(data["label"]).long().cuda()
+        self.flops = None
+        for _ in range(3):  # torch.compile traces and autotunes on the first calls
+            self.run()
+        self.setup_s = time.perf_counter() - start
+        self.framework = f"torchvision {torchvision.__version__} (torch {torch.__version__})"
+        self.label = "deeplabv3_resnet101 AMP bf16 channels_last compile"
+
+    def run(self):
+        torch = self.torch
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = self.model(self.images)["out"]
+        loss = self.loss_fn(logits.float(), self.labels)
+        loss.backward()
+        self.optimizer.step()
+        torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--peer", default="keras-hub", choices=["keras-hub", "torchvision"])
+    p.add_argument("--arch", default="v3plus", choices=["v3plus", "v3"], help="keras-hub peer")
+    p.add_argument("--backbone", default="resnet50", help="ours, keras-hub peer")
+    p.add_argument("--ours", nargs="+", default=["matched", "paper"], choices=["matched", "paper"])
+    p.add_argument(
+        "--conv-impl",
+        nargs="+",
+        default=["default", "auto"],
+        help="ours: 'default' (the model's own, 'xla') and/or a conv_impl to pass (auto, gemm)",
+    )
+    p.add_argument("--resolution", type=int, default=256)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--num-classes", type=int, default=21)
+    p.add_argument("--dtype", default=None, help="ours; default float32 (CPU), bfloat16 (GPU)")
+    p.add_argument("--keras-jit-compile", action="store_true", help="keras-hub with XLA")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--smoke", action="store_true", help="tiny models, 32x32, batch 1 (CI)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.resolution, args.batch, args.rounds, args.iters, args.warmup = 32, 1, 1, 1, 0
+        args.ours, args.conv_impl = ["matched"], ["auto"]
+    if args.dtype is None:
+        args.dtype = "bfloat16" if args.peer == "torchvision" else "float32"
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    packages = ["tensorflow", "tensorflow-cpu", "keras", "keras-hub", "torch", "torchvision"]
+    common.print_context(packages)
+    print(f"peer: {PEER_NOTES[args.peer]}")
+    data = _step.fake_batch(args.batch, args.resolution, args.num_classes)
+    data = {"image": data["image"], "label": data["label"]}
+
+    missing = keras_hub_available() if args.peer == "keras-hub" else torchvision_available()
+    sides = []
+    if missing:
+        print(f"peer skipped: {missing}")
+    else:
+        peer_cls = KerasHub if args.peer == "keras-hub" else Torchvision
+        sides.append(peer_cls(args, data))
+    for name, ns in ours_configs(args):
+        sides.append(Ours(name, ns, args, data, args.dtype))
+
+    times: list[list[float]] = [[] for _ in sides]
+    for r in range(args.rounds):
+        for i, side in enumerate(sides):
+            times[i] += common.time_call(side.run, args.warmup, args.iters)
+        print(f"round {r + 1}/{args.rounds} done, load {common.load_average()}", flush=True)
+
+    peer_ms = statistics.median(times[0]) * 1e3 if not missing else None
+    rows = []
+    for side, t in zip(sides, times, strict=True):
+        ms = statistics.median(t) * 1e3
+        dtype = "float32 (AMP bf16)" if isinstance(side, Torchvision) else args.dtype
+        if isinstance(side, KerasHub):
+            dtype = "float32"
+        rows.append(
+            [
+                side.framework,
+                side.label,
+                args.resolution,
+                args.batch,
+                dtype,
+                f"{ms:.1f}",
+                common.spread_ms(t),
+                f"{args.batch / ms * 1e3:.2f}",
+                "n/a" if peer_ms is None else f"{peer_ms / ms:.2f}x",
+                common.fmt(None if side.flops is None else side.flops / 1e9),
+                f"{side.setup_s:.0f}",
+            ]
+        )
+    print()
+    common.print_table(HEADER, rows)
+    print("vs peer: peer step time / this step time (> 1 means faster than the peer)")
+    print(f"load average at end (1/5/15 min): {common.load_average()}")
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    main()
