@@ -1,0 +1,122 @@
+"""The experiment command line in-process: `--demo` and override precedence, and bad input
+stopping with one message before anything compiles (8 simulated devices, see tests/conftest)."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+from jaxseg import experiment
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"experiment_{name}", EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def v3plus():
+    return load("deeplabv3plus_voc")
+
+
+def parse(module, *args):
+    return experiment.parse_command_line(
+        ["experiments/deeplabv3plus_voc.py", *args], module.get_config, module.demo_config
+    )
+
+
+def test_paper_settings_by_default_demo_settings_with_demo_overrides_on_top(v3plus):
+    config, workdir, mode, demo, checkpoint = parse(v3plus)
+    assert (config.crop_size, config.model.backbone, config.batch_size) == (513, "xception65", 16)
+    assert (workdir, mode, demo, checkpoint) == (
+        os.path.join("runs", "deeplabv3plus_voc"),
+        "train",
+        False,
+        "best",
+    )
+    config, workdir, *_ = parse(v3plus, "--demo")
+    assert (config.crop_size, config.model.backbone, config.dataset) == (
+        128,
+        "resnet50",
+        "voc_segmentation/2012",
+    )
+    assert workdir == os.path.join("runs", "deeplabv3plus_voc_demo")
+    # An explicit override wins over the demo's value, whatever the flag order.
+    for args in (("--demo", "--config.crop_size=96"), ("--config.crop_size=96", "--demo")):
+        config, *_ = parse(v3plus, *args, "--config.model.base_width=8", "--workdir=w")
+        assert (config.crop_size, config.model.base_width, config.batch_size) == (96, 8, 16)
+    config, workdir, mode, _, checkpoint = parse(v3plus, "--mode=eval", "--checkpoint=latest")
+    assert (mode, checkpoint) == ("eval", "latest")
+
+
+def test_unknown_config_key_and_unknown_flag_exit_2(v3plus, capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse(v3plus, "--demo", "--config.optimizer.learnig_rate=0.1")
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown config key" in err and "optimizer.learning_rate" in err
+    with pytest.raises(SystemExit) as stop:
+        parse(v3plus, "--mdoe=eval")
+    assert stop.value.code == 2
+
+
+def test_help_shows_the_docstring(v3plus, capsys):
+    with pytest.raises(SystemExit) as stop:
+        experiment.parse_command_line(
+            ["x.py", "--help"], v3plus.get_config, v3plus.demo_config, v3plus.__doc__
+        )
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "python experiments/deeplabv3plus_voc.py --demo" in out and "--mode" in out
+
+
+def _main(module, argv):
+    return experiment.main(
+        module.get_config,
+        module.build_model,
+        demo_config=module.demo_config,
+        argv=["experiments/x.py", *argv],
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config.crop_size=16"], "crop_size=16 is too small for DeepLabV3Plus"),
+        (["--config.batch_size=12"], "batch_size=12 is not divisible by the 8 devices"),
+        (["--config.eval_batch_size=4"], "eval_batch_size=4 must be a positive multiple"),
+        (["--config.model.backbone=resnet18"], "config.model.backbone='resnet18'"),
+        (["--config.normalization=caffe"], "config.normalization='caffe'"),
+    ],
+)
+def test_bad_config_stops_before_data_or_compilation(v3plus, tmp_path, capsys, args, message):
+    workdir = tmp_path / "run"
+    with pytest.raises(SystemExit) as stop:
+        _main(v3plus, ["--demo", f"--workdir={workdir}", *args])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not workdir.exists()
+
+
+def test_unet_valid_crop_must_be_a_tile_size(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        _main(
+            load("unet_valid_pets"), ["--demo", f"--workdir={tmp_path}", "--config.crop_size=190"]
+        )
+    assert stop.value.code == 2
+    assert "not a U-Net tile size at depth 3" in capsys.readouterr().err
+
+
+def test_eval_without_checkpoints_says_so(v3plus, tmp_path, capsys, demo_data, demo_argv):
+    argv = demo_argv(demo_data, tmp_path / "empty") + ["--mode=eval", "--config.batch_size=8"]
+    argv += ["--config.eval_batch_size=8", "--config.crop_size=64"]
+    with pytest.raises(SystemExit) as stop:
+        _main(v3plus, argv)
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "CheckpointError" in err and "has no checkpoints/ folder" in err

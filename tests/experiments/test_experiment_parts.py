@@ -1,0 +1,204 @@
+"""Pieces the experiment files add: overlap-tile U-Net inference, the shift-and-stitch patch
+segmenter, patch sampling, border weights, and the shared helpers of `jaxseg.experiment`."""
+
+import importlib.util
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from jaxseg import experiment
+from jaxseg.data import transforms
+from jaxseg.models import PatchClassifier
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"experiment_{name}", EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_overlap_tile_equals_the_unet_on_each_mirrored_tile():
+    module = load("unet_valid_pets")
+    config = module.get_config()
+    config.model.update(depth=2, base_features=4, tile_output=12, dtype="float32")
+    config.crop_size = 52  # depth 2: a 52 tile gives the 12 x 12 centre, 20 px margin
+    model = module.build_model(config)
+    images = np.random.default_rng(0).normal(size=(2, 17, 30, 3)).astype(np.float32)
+    variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 12, 12, 3)))  # one tile
+    logits = np.asarray(jax.jit(model.apply)(variables, images))
+    assert logits.shape == (2, 17, 30, 2)
+
+    # Reference: numpy's mirror padding, each 52x52 tile through the plain U-Net, outputs
+    # placed every 12 pixels.
+    margin, out, tile = 20, 12, 52
+    pad_h, pad_w = (margin, margin + 2 * out - 17), (margin, margin + 3 * out - 30)
+    padded = np.pad(images, ((0, 0), pad_h, pad_w, (0, 0)), mode="reflect")
+    unet_vars = {"params": variables["params"]["unet"]}
+    unet = jax.jit(model.unet.apply)
+    expected = np.zeros((2, 2 * out, 3 * out, 2), np.float32)
+    for r in range(2):
+        for c in range(3):
+            window = padded[:, r * out : r * out + tile, c * out : c * out + tile]
+            expected[:, r * out : (r + 1) * out, c * out : (c + 1) * out] = unet(unet_vars, window)
+    np.testing.assert_allclose(logits, expected[:, :17, :30], rtol=1e-5, atol=1e-5)
+    # Training sees one tile: the centre 12 x 12 only.
+    train_logits = model.apply(
+        variables, padded[:, :tile, :tile], train=True, rngs={"dropout": jax.random.key(1)}
+    )
+    assert train_logits.shape == (2, out, out, 2)
+
+
+def test_patch_segmenter_scores_each_pixel_by_the_window_centred_on_it():
+    module = load("patch_classifier_voc")
+    config = module.demo_config(module.get_config())
+    config.model.update(patch_size=14, conv_features=(4, 8), hidden_features=(6,))
+    config.num_classes = 5
+    dense, patches = module.build_model(config), module.build_train_model(config)
+    images = np.random.default_rng(1).normal(size=(2, 11, 13, 3)).astype(np.float32)
+    variables = dense.init(jax.random.key(0), jnp.asarray(images))
+    scores = np.asarray(dense.apply(variables, images))
+    assert scores.shape == (2, 11, 13, 5)
+
+    classifier = PatchClassifier(
+        num_classes=5, patch_size=14, conv_features=(4, 8), hidden_features=(6,)
+    )
+    padded = np.pad(images, ((0, 0), (7, 6), (7, 6), (0, 0)))  # window of pixel y: y-7 .. y+6
+    for b, y, x in [(0, 0, 0), (0, 10, 12), (1, 5, 6), (1, 3, 11), (0, 7, 2)]:
+        window = padded[b : b + 1, y : y + 14, x : x + 14]
+        expected = classifier.apply({"params": variables["params"]["classifier"]}, window)
+        np.testing.assert_allclose(scores[b, y, x], expected[0], rtol=1e-4, atol=1e-5)
+        # The training module gives the same score for that window, shaped [B, 1, 1, C].
+        np.testing.assert_allclose(
+            patches.apply(variables, window)[0, 0, 0], expected[0], rtol=1e-5, atol=1e-6
+        )
+
+
+def test_sample_patches_are_windows_labelled_by_their_centre():
+    module = load("patch_classifier_voc")
+    config = module.demo_config(module.get_config())
+    config.model.patch_size = 5
+    config.patches_per_image = 7
+    rng = np.random.default_rng(2)
+    batch = {
+        "image": rng.normal(size=(3, 9, 10, 3)).astype(np.float32),
+        "label": rng.integers(0, 21, size=(3, 9, 10)).astype(np.int32),
+        "mask": np.ones(3, bool),
+    }
+    out = module.sample_patches(config, batch, step=4)
+    assert out["image"].shape == (21, 5, 5, 3) and out["label"].shape == (21, 1, 1)
+    again = module.sample_patches(config, batch, step=4)
+    np.testing.assert_array_equal(out["image"], again["image"])  # a function of the step
+    for i in range(21):
+        b = i // 7
+        centre = out["image"][i, 2, 2]
+        (ys, xs) = np.nonzero(np.all(batch["image"][b] == centre, axis=-1))
+        assert len(ys) == 1  # random normals: the centre pixel identifies the position
+        assert out["label"][i, 0, 0] == batch["label"][b, ys[0], xs[0]]
+
+
+def test_border_weights_added_per_training_tile():
+    module = load("unet_valid_pets")
+    config = module.get_config()
+    label = np.zeros((1, 40, 40), np.int32)
+    label[0, 5:15, 5:15] = 1
+    label[0, 5:15, 18:28] = 1  # two instances 3 px apart: the gap gets the border term
+    label[0, 30:, :] = 255
+    out = module.add_border_weights(config, {"image": np.zeros((1, 40, 40, 3)), "label": label}, 0)
+    weights = out["pixel_weights"]
+    assert weights.shape == (1, 40, 40) and weights.dtype == np.float32
+    assert np.all(weights[0, 30:] == 0)  # ignored pixels
+    assert weights[0, 10, 16] > 5 * weights[0, 25, 35]  # between the objects vs open background
+
+
+@pytest.mark.parametrize("name", ["imagenet", "caffe_bgr", "inception", "none"])
+def test_preprocess_matches_the_data_pipeline_and_denormalize_inverts_it(name):
+    config = ml_collections.ConfigDict({"normalization": name})
+    image = np.random.default_rng(3).integers(0, 256, size=(2, 5, 7, 3)).astype(np.float32)
+    ours = np.asarray(experiment.preprocess(config, image))
+    pipeline = transforms.normalize(tf.constant(image), name).numpy()
+    np.testing.assert_allclose(ours, pipeline, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(experiment.denormalize(config, ours), image, atol=1e-3)
+
+
+def test_image_extent_and_host_confusion_matrix():
+    image = np.zeros((6, 8, 3), np.float32)
+    image[:4, :5] = 0.3
+    label = np.full((6, 8), 255)
+    label[:4, :5] = 0
+    label[4, 1] = 2  # a labelled pixel on an all-zero (black, unnormalised) image row
+    assert experiment._image_extent(image, label) == (5, 5)
+    assert experiment._image_extent(np.zeros_like(image), np.full((6, 8), 255)) == (6, 8)
+
+    truth = np.array([[0, 1, 1, 255], [2, 2, 7, 0]])
+    guess = np.array([[0, 1, 2, 2], [2, 0, 1, 3]])
+    expected = np.zeros((4, 4), np.int64)  # 3 classes + the out-of-range row/column
+    for t, g in [(0, 0), (1, 1), (1, 2), (2, 2), (2, 0), (3, 1), (0, 3)]:
+        expected[t, g] += 1
+    np.testing.assert_array_equal(experiment._confusion(truth, guess, 3), expected)
+
+
+def test_foreground_dataset_info_maps_every_object_to_one():
+    config = ml_collections.ConfigDict({"dataset": "voc_segmentation/2012", "num_classes": 2})
+    info = experiment.foreground_dataset_info(config, ("background", "pet"))
+    raw = np.array([0, 1, 7, 20, 21, 255])
+    np.testing.assert_array_equal(info.map_labels(raw), [0, 1, 1, 1, 255, 255])
+    assert info.class_names == ("background", "pet") and info.palette.shape == (2, 3)
+
+
+def test_backbone_factory_binds_only_that_backbones_options():
+    model = ml_collections.ConfigDict(
+        dict(backbone="resnet50", base_width=16, stride_in_1x1=True, width_multiplier=0.5)
+    )
+    factory = experiment.backbone_factory(model)
+    assert factory.keywords == {"base_width": 16, "stride_in_1x1": True}
+    model.backbone = "mobilenetv2"
+    assert experiment.backbone_factory(model).keywords == {"width_multiplier": 0.5}
+
+
+def test_per_image_evaluation_counts_what_the_batched_evaluation_counts():
+    """Without scales, flips or CRF the per-image path (crop each example to its size, predict
+    alone) must count exactly the pixels and classes the jitted batch path counts."""
+    import functools
+
+    import flax.linen as nn
+
+    from jaxseg import metrics, train
+
+    class Tiny(nn.Module):
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            x = nn.relu(nn.BatchNorm(use_running_average=not train)(nn.Conv(8, (3, 3))(x)))
+            return nn.Conv(3, (3, 3))(x)
+
+    config = experiment.base_config()
+    config.crop_size = 32
+    config.num_classes = 3
+    mesh = train.make_mesh()
+    tx = train.make_optimizer(config.optimizer, 10)
+    state = train.create_train_state(Tiny(), tx, jax.random.key(0), (1, 32, 64, 3))
+    state = train.shard_state(state, mesh)
+    rng = np.random.default_rng(4)
+    image = rng.normal(size=(8, 32, 64, 3)).astype(np.float32)
+    label = rng.integers(0, 3, size=(8, 32, 64)).astype(np.int32)
+    label[:, :3] = 255  # an ignored band
+    mask = np.array([True] * 6 + [False] * 2)  # two padding examples, counted by neither
+    batch = {"image": image, "label": label, "mask": mask}
+
+    step = train.jit_eval_step(functools.partial(train.eval_step, num_classes=3), mesh)
+    batched = train.evaluate(state, [batch], eval_step=step, mesh=mesh)["confusion_matrix"]
+    config.eval_flip = True  # forces the per-image path ...
+    assert experiment.uses_tta(config)
+    config.eval_flip = False  # ... which, without any option, is plain prediction
+    per_image = experiment.evaluate_per_image(
+        state, [batch], config=config, predict_fn=lambda v, x: state.apply_fn(v, x)
+    )["plain"]
+    np.testing.assert_array_equal(per_image, batched)
+    assert metrics.summarize(per_image)["num_pixels"] == 6 * 29 * 64
