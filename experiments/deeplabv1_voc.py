@@ -27,6 +27,9 @@ bias learning rate is not reproduced. The CRF compiles once per image size.
 width is heavy for a CPU), fc6/fc7 with 256 channels, Adam at 2e-4 (10x for fc8) for 300 steps
 instead of SGD (a VGG16 without BatchNorm trained from scratch barely moves with SGD in so few
 steps), float32.
+
+The CRF compiles once per image size, and the demo's images all differ in size: score it on a
+few of them, e.g. `--demo --mode=eval --config.crf=True --config.num_eval_examples=8`.
 """
 
 import ml_collections

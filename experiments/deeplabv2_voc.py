@@ -28,6 +28,9 @@ are never downsampled (logits upsampled to label size). The CRF compiles once pe
 
 --demo changes: generated data (300/100 scenes, 21 classes), crop 128, batch 16, ResNet-50 at a
 quarter width (base width 16), 280 steps of poly LR from 0.05 (10x head), float32.
+
+The CRF compiles once per image size, and the demo's images all differ in size: score it on a
+few of them, e.g. `--demo --mode=eval --config.crf=True --config.num_eval_examples=8`.
 """
 
 import functools

@@ -2,15 +2,26 @@
 convolution. Xception-65 at output stride 16, ASPP (6, 12, 18) + image pooling, a stride-4
 decoder.
 
-Quick start (no download; generated VOC-layout data, CPU-sized, about 5 minutes on 2 cores):
+Quick start (no download; generated VOC-layout data, CPU-sized):
 
     python experiments/deeplabv3plus_voc.py --demo
 
-Paper setting (train_aug 10,582 images, prepared once from the VOC + SBD archives, see README):
+It prints a per-class table and, measured on 2 shared CPU cores (load average ~5), ends with
+pixel accuracy 98.81, mean pixel accuracy 96.19, mean IoU 91.48, frequency-weighted IoU 97.70
+after 3.8 minutes, data generation and compilation included; the run folder
+runs/deeplabv3plus_voc_demo holds checkpoints/, tensorboard/, predictions/ and overlays/.
+
+Paper setting (train_aug 10,582 images, prepared once from the VOC + SBD archives, see README),
+with the ResNet-101 backbone and torchvision's ImageNet weights (there is no converter for
+TF-slim Xception-65 weights; `--config.model.backbone=xception65` trains it from scratch):
 
     python experiments/deeplabv3plus_voc.py --workdir runs/dlv3p_voc \\
+        --config.model.backbone=resnet101 --config.normalization=imagenet \\
+        --config.optimizer.weight_decay=1e-4 --config.pretrained_model=resnet101 \\
+        --config.pretrained=resnet101.safetensors \\
         --config.manual_dir=/data/voc_manual            # first run only: builds the dataset
     python experiments/deeplabv3plus_voc.py --workdir runs/dlv3p_voc --mode=eval \\
+        --config.model.backbone=resnet101 --config.normalization=imagenet \\
         --config.model.output_stride=8 --config.eval_flip=True \\
         --config.eval_scales='(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)'
 
@@ -24,15 +35,15 @@ Expected here with ImageNet weights (`--config.pretrained`): ResNet-101 about 77
 without COCO/JFT, Xception-65 is not expected to reach the paper's 82. From scratch (no
 `--config.pretrained`) expect far lower numbers: the recipe assumes a pre-trained backbone.
 
-Deviations: no COCO/JFT pre-training; there is no converter for TF-slim Xception-65 weights,
-so `--config.pretrained` works with `resnet50`/`resnet101` (torch or Keras) and `mobilenetv2`
-(Keras); bilinear resizing uses half-pixel centres (`--config.align_corners=True` for TF1's
-convention); labels are never downsampled (logits are upsampled to label size).
+Deviations: no COCO/JFT pre-training; `--config.pretrained` works with `resnet50`/`resnet101`
+(torch or Keras) and `mobilenetv2` (Keras), not Xception-65; bilinear resizing uses half-pixel
+centres (`--config.align_corners=True` for TF1's convention); labels are never downsampled
+(logits are upsampled to label size).
 
 --demo changes: generated data (300 train / 100 val scenes, 96-128 x 120-160 pixels, 21
 VOC classes), crop 128, batch 16, a ResNet-50 at a quarter of its width (base width 16) with 64
-ASPP/decoder channels, 400 steps of poly LR from 0.05, float32 compute (bf16 is slower on CPU),
-one evaluation at the end. It reaches mIoU ~0.8 on the demo validation split.
+ASPP/decoder channels, 280 steps of poly LR from 0.05, float32 compute (bf16 is slower on CPU),
+one evaluation at the end.
 """
 
 import functools

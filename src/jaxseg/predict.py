@@ -22,9 +22,12 @@ What the experiment file must provide (it is imported as a module from its path)
 - the dataset, for the palette: a module-level `DATASET` (a name, or an object with `.palette`),
   or `config.dataset` (a name, or a section with `.name`), or `config.data.name`; unknown
   datasets are drawn with the generic VOC colour map.
-Optional config keys: `align_corners` (bool, the resize convention for scales != 1) and `crf`
-(a section of `jaxseg.crf.dense_crf` keyword arguments for `--crf`). `--config.KEY=VALUE`
-arguments override the config as in training, e.g. `--config.model.output_stride=8`.
+- optional `demo_config(config) -> config`: the settings of the experiment's `--demo` runs,
+  applied with `--demo` (before `--config` overrides) to predict with a demo checkpoint.
+Optional config keys: `align_corners` (bool, the resize convention for scales != 1) and
+`crf_params` (or a `crf` section: `jaxseg.crf.dense_crf` keyword arguments for `--crf`).
+`--config.KEY=VALUE` arguments override the config as in training, e.g.
+`--config.model.output_stride=8`.
 
 Checkpoints are read from `<workdir>/checkpoints/<step>/` as `jaxseg.train.Checkpoints` writes
 them: item `state` (the `TrainState` pytree, of which `params` and `batch_stats` are restored)
@@ -306,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--flip", action="store_true", help="add left-right flipped predictions")
     parser.add_argument("--crf", action="store_true", help="refine with the dense CRF")
     parser.add_argument(
+        "--demo", action="store_true", help="the experiment's --demo settings (demo checkpoints)"
+    )
+    parser.add_argument(
         "--sliding-window", type=_size_arg, metavar="CROP", help="window size N or HxW"
     )
     parser.add_argument("--stride", type=_size_arg, help="window stride (default: 2/3 of CROP)")
@@ -415,6 +421,10 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
     """The command; returns the exit status (0 ok, 1 if some image failed)."""
     module = load_experiment(args.experiment)
     config = module.get_config()
+    if args.demo:
+        if not hasattr(module, "demo_config"):
+            raise PredictError(f"{args.experiment} has no demo_config(config) for --demo")
+        config = module.demo_config(config)
     apply_overrides(config, overrides)
     model = module.build_model(config)
     inputs = list_inputs(Path(args.input))
@@ -434,8 +444,9 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
         palette = viz.voc_palette(256)
     crf = None
     if args.crf:
-        crf = _config_value(config, "crf", default={})
-        crf = dict(crf.to_dict() if hasattr(crf, "to_dict") else crf)
+        crf = _config_value(config, "crf_params", "crf", default={})
+        # Experiments keep the parameters in `crf_params` (their `crf` is an on/off switch).
+        crf = dict(crf.to_dict() if hasattr(crf, "to_dict") else crf) if crf else {}
     if args.bucket == [0]:
         bucket = None  # every image size compiles anew
     else:

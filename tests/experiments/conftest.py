@@ -70,8 +70,8 @@ def demo_args(data_dir, workdir, steps: int = 1) -> list[str]:
     ]
 
 
-def run_experiment(name: str, args, *, cache=None, devices: int = 1, timeout: int = 600):
-    """`python experiments/<name>.py args...` -> CompletedProcess (text stdout/stderr)."""
+def subprocess_env(cache=None, devices: int = 1) -> dict[str, str]:
+    """Environment of a test subprocess: CPU, `devices` devices, cheap compilation."""
     env = dict(os.environ)
     env.update(
         XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}",
@@ -80,6 +80,12 @@ def run_experiment(name: str, args, *, cache=None, devices: int = 1, timeout: in
     )
     if cache is not None:
         env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+    return env
+
+
+def run_experiment(name: str, args, *, cache=None, devices: int = 1, timeout: int = 600):
+    """`python experiments/<name>.py args...` -> CompletedProcess (text stdout/stderr)."""
+    env = subprocess_env(cache, devices)
     return subprocess.run(
         [sys.executable, str(EXPERIMENTS / f"{name}.py"), *map(str, args)],
         cwd=REPO,
@@ -93,6 +99,23 @@ def run_experiment(name: str, args, *, cache=None, devices: int = 1, timeout: in
 @pytest.fixture
 def experiment_runner(compilation_cache):
     return functools.partial(run_experiment, cache=compilation_cache)
+
+
+@pytest.fixture
+def predict_runner(compilation_cache):
+    """`python -m jaxseg.predict args...` -> CompletedProcess, like the experiment runner."""
+
+    def run(args, timeout: int = 600):
+        return subprocess.run(
+            [sys.executable, "-m", "jaxseg.predict", *map(str, args)],
+            cwd=REPO,
+            env=subprocess_env(compilation_cache),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
 
 
 @pytest.fixture

@@ -120,3 +120,33 @@ def test_eval_without_checkpoints_says_so(v3plus, tmp_path, capsys, demo_data, d
     assert stop.value.code == 1
     err = capsys.readouterr().err
     assert "CheckpointError" in err and "has no checkpoints/ folder" in err
+
+
+ALL = sorted(p.stem for p in EXPERIMENTS.glob("*.py"))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_file_honours_the_prediction_contract(name):
+    """What `jaxseg.predict` (and `--mode=eval`) assume of an experiment file, checked on
+    shapes only: the eval-mode model maps a crop to logits of the same size."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxseg import predict
+
+    module = predict.load_experiment(EXPERIMENTS / f"{name}.py")
+    assert module.__doc__.lstrip().split()[0]  # the docstring comes first
+    assert "--demo changes" in module.__doc__ and "Published" in module.__doc__
+    assert callable(module.preprocess) and isinstance(module.DATASET, str)
+    paper = module.get_config()
+    for key in ("crop_size", "align_corners", "crf", "crf_params", "dataset", "num_classes"):
+        assert key in paper, key
+    module.build_model(paper)  # the paper's model builds (not initialised: too big here)
+    config = module.demo_config(module.get_config())
+    model = module.build_model(config)
+    crop = config.crop_size
+    h, w = (crop, crop) if isinstance(crop, int) else crop
+    images = jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), images)
+    logits = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, images)
+    assert logits.shape == (1, h, w, config.num_classes)

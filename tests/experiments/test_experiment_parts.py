@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from jaxseg import experiment
 from jaxseg.data import transforms
+from jaxseg.experiment import evaluation
 from jaxseg.models import PatchClassifier
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
@@ -134,15 +135,15 @@ def test_image_extent_and_host_confusion_matrix():
     label = np.full((6, 8), 255)
     label[:4, :5] = 0
     label[4, 1] = 2  # a labelled pixel on an all-zero (black, unnormalised) image row
-    assert experiment._image_extent(image, label) == (5, 5)
-    assert experiment._image_extent(np.zeros_like(image), np.full((6, 8), 255)) == (6, 8)
+    assert evaluation._image_extent(image, label) == (5, 5)
+    assert evaluation._image_extent(np.zeros_like(image), np.full((6, 8), 255)) == (6, 8)
 
     truth = np.array([[0, 1, 1, 255], [2, 2, 7, 0]])
     guess = np.array([[0, 1, 2, 2], [2, 0, 1, 3]])
     expected = np.zeros((4, 4), np.int64)  # 3 classes + the out-of-range row/column
     for t, g in [(0, 0), (1, 1), (1, 2), (2, 2), (2, 0), (3, 1), (0, 3)]:
         expected[t, g] += 1
-    np.testing.assert_array_equal(experiment._confusion(truth, guess, 3), expected)
+    np.testing.assert_array_equal(evaluation._confusion(truth, guess, 3), expected)
 
 
 def test_foreground_dataset_info_maps_every_object_to_one():
@@ -202,3 +203,44 @@ def test_per_image_evaluation_counts_what_the_batched_evaluation_counts():
     )["plain"]
     np.testing.assert_array_equal(per_image, batched)
     assert metrics.summarize(per_image)["num_pixels"] == 6 * 29 * 64
+
+
+def test_pretrained_backbone_weights_are_loaded_and_their_preprocessing_enforced(tmp_path):
+    """`--config.pretrained` with a Keras MobileNetV2 file (random weights) into the DeepLab v3+
+    demo model: the backbone's params and BN statistics become the file's; a normalisation the
+    weights were not trained with is refused with the fix."""
+    keras = pytest.importorskip("keras")
+    from jaxseg import train
+    from jaxseg.weights import from_keras
+
+    reference = keras.applications.MobileNetV2(
+        weights=None, include_top=False, input_shape=(64, 64, 3)
+    )
+    path = tmp_path / "mobilenet_v2.h5"
+    reference.save(path)
+
+    module = load("deeplabv3plus_voc")
+    config = module.demo_config(module.get_config())
+    config.model.update(backbone="mobilenetv2", width_multiplier=1.0)
+    config.pretrained, config.pretrained_model = str(path), "mobilenetv2"
+    model = module.build_model(config)
+    # Zeros in the shapes of the state: no initialisation to compile for this check.
+    state = jax.tree_util.tree_map(
+        lambda s: np.zeros(s.shape, s.dtype), experiment.abstract_state(model, config)
+    )
+    with pytest.raises(train.ConfigError, match="--config.normalization=inception"):
+        experiment.load_pretrained(state, config)
+
+    config.normalization = "inception"  # [-1, 1]: what Keras' MobileNetV2 was trained on
+    loaded = experiment.load_pretrained(state, config)
+    expected = from_keras(path, "mobilenetv2").variables
+    for group in ("params", "batch_stats"):
+        want = jax.tree_util.tree_leaves_with_path(expected[group])
+        got = getattr(loaded, group)["backbone"]
+        for key_path, value in want:
+            leaf = got
+            for key in key_path:
+                leaf = leaf[key.key]
+            np.testing.assert_array_equal(np.asarray(leaf), np.asarray(value))
+    # Everything outside the backbone keeps its (here: zero) initial value.
+    assert not np.any(np.asarray(loaded.params["classifier"]["kernel"]))

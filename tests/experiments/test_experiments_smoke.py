@@ -5,6 +5,7 @@ test-time augmentation) and refuses a foreign workdir; DeepLab v1 scores before/
 
 import json
 import re
+import shutil
 
 import pytest
 
@@ -55,7 +56,7 @@ def test_one_demo_step_writes_checkpoint_and_metrics(
 
 
 def test_main_experiment_trains_evaluates_and_protects_its_workdir(
-    tmp_path, demo_data, experiment_runner, demo_argv
+    tmp_path, demo_data, experiment_runner, predict_runner, demo_argv
 ):
     """The README's command at its demo settings (crop and batch shrunk), end to end; the
     Cityscapes file, whose demo is the same network, rides along."""
@@ -89,6 +90,28 @@ def test_main_experiment_trains_evaluates_and_protects_its_workdir(
     assert "scales (0.75, 1.0), + flips" in tta.stdout
     saved = json.loads((workdir / "eval_step_1.json").read_text())
     assert saved["eval_scales"] == [0.75, 1.0] and saved["eval_flip"] is True
+
+    # A corrupt checkpoint (array data gone) in a copy of the run: one clear message.
+    broken = tmp_path / "broken"
+    shutil.copytree(workdir, broken)
+    for data in (broken / "checkpoints" / "1" / "state").glob("**/d"):
+        shutil.rmtree(data)
+    corrupt = experiment_runner(
+        "deeplabv3plus_voc", demo_argv(demo_data, broken) + ["--config.crop_size=48", "--mode=eval"]
+    )
+    assert corrupt.returncode == 1
+    assert "CheckpointError" in corrupt.stderr and "corrupt" in corrupt.stderr
+    assert "Traceback" not in corrupt.stderr
+
+    # The prediction CLI segments images with the demo checkpoint (experiment-file contract).
+    images = next(demo_data.glob("voc_demo_*/manual/VOCdevkit/VOC2012/JPEGImages"))
+    image = images / "demo_000008.jpg"
+    predicted = predict_runner(
+        ["--experiment=experiments/deeplabv3plus_voc.py", "--demo", f"--workdir={workdir}",
+         f"--input={image}", f"--output={tmp_path / 'predicted'}"]
+    )  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert (tmp_path / "predicted" / "demo_000008_overlay.jpg").is_file()
 
     # The Cityscapes file's demo is this network on the same data: one step there reuses the
     # programs compiled above (the shared compilation cache), so it is checked here, after.
