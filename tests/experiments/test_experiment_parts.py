@@ -4,6 +4,7 @@ segmenter, patch sampling, border weights, and the shared helpers of `jaxseg.exp
 import importlib.util
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -17,6 +18,17 @@ from jaxseg.experiment import evaluation
 from jaxseg.models import PatchClassifier
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+
+
+class Tiny(nn.Module):
+    """conv + BatchNorm + conv: a state with batch_stats that compiles in a moment."""
+
+    num_classes: int = 2
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.relu(nn.BatchNorm(use_running_average=not train)(nn.Conv(8, (3, 3))(x)))
+        return nn.Conv(self.num_classes, (3, 3))(x)
 
 
 def load(name):
@@ -169,22 +181,14 @@ def test_per_image_evaluation_counts_what_the_batched_evaluation_counts():
     alone) must count exactly the pixels and classes the jitted batch path counts."""
     import functools
 
-    import flax.linen as nn
-
     from jaxseg import metrics, train
-
-    class Tiny(nn.Module):
-        @nn.compact
-        def __call__(self, x, train: bool = False):
-            x = nn.relu(nn.BatchNorm(use_running_average=not train)(nn.Conv(8, (3, 3))(x)))
-            return nn.Conv(3, (3, 3))(x)
 
     config = experiment.base_config()
     config.crop_size = 32
     config.num_classes = 3
     mesh = train.make_mesh()
     tx = train.make_optimizer(config.optimizer, 10)
-    state = train.create_train_state(Tiny(), tx, jax.random.key(0), (1, 32, 64, 3))
+    state = train.create_train_state(Tiny(3), tx, jax.random.key(0), (1, 32, 64, 3))
     state = train.shard_state(state, mesh)
     rng = np.random.default_rng(4)
     image = rng.normal(size=(8, 32, 64, 3)).astype(np.float32)
@@ -244,3 +248,32 @@ def test_pretrained_backbone_weights_are_loaded_and_their_preprocessing_enforced
             np.testing.assert_array_equal(np.asarray(leaf), np.asarray(value))
     # Everything outside the backbone keeps its (here: zero) initial value.
     assert not np.any(np.asarray(loaded.params["classifier"]["kernel"]))
+
+
+def test_evaluation_reads_checkpoints_without_touching_a_save_in_flight(tmp_path):
+    """`--mode=eval` next to a running training: the reader neither deletes the temporary
+    directory of a save in progress (as a writer's start-up clean-up would) nor creates
+    anything; and it finds and restores the checkpoint."""
+    from jaxseg import train
+    from jaxseg.experiment import state as state_lib
+
+    config = experiment.base_config()
+    config.crop_size = 8
+    tx = train.make_optimizer(config.optimizer, 10)
+    state = train.create_train_state(Tiny(), tx, jax.random.key(0), (1, 8, 8, 3))
+    ckpts = train.Checkpoints(tmp_path / "checkpoints")
+    ckpts.save(3, state, train.model_signature(state))
+    ckpts.close()
+    in_flight = tmp_path / "checkpoints" / "5.orbax-checkpoint-tmp-1234567890"
+    in_flight.mkdir()
+    (in_flight / "partial").write_text("a save still being written")
+
+    assert state_lib.find_checkpoint(str(tmp_path), "best", config) == 3
+    restored = state_lib.restore(state, str(tmp_path), 3, config)
+    np.testing.assert_array_equal(
+        restored.params["Conv_0"]["kernel"], state.params["Conv_0"]["kernel"]
+    )
+    assert (in_flight / "partial").is_file()
+    # The writer's manager does clean it up: what read_only protects against.
+    train.Checkpoints(tmp_path / "checkpoints").close()
+    assert not in_flight.exists()

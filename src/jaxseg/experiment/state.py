@@ -36,7 +36,7 @@ def check_workdir(workdir: str, state: train.TrainState, config) -> None:
     directory = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(directory):
         return
-    ckpts = train.Checkpoints(directory, keep_best=config.keep_best)
+    ckpts = train.Checkpoints(directory, keep_best=config.keep_best, read_only=True)
     try:
         ckpts.check_compatible(train.model_signature(state))
     finally:
@@ -55,7 +55,7 @@ def find_checkpoint(workdir: str, which: str, config: ml_collections.ConfigDict)
             f"{workdir} has no checkpoints/ folder: --mode=eval needs the --workdir of a "
             "training run (train first, or point --workdir at the run)"
         )
-    ckpts = train.Checkpoints(directory, keep_best=config.keep_best)
+    ckpts = train.Checkpoints(directory, keep_best=config.keep_best, read_only=True)
     try:
         steps = ckpts.all_steps()
         if not steps:
@@ -82,7 +82,9 @@ def find_checkpoint(workdir: str, which: str, config: ml_collections.ConfigDict)
 
 def restore(state: train.TrainState, workdir: str, step: int, config) -> train.TrainState:
     """`state` (placed on the mesh) replaced by checkpoint `step` of `workdir`."""
-    ckpts = train.Checkpoints(os.path.join(workdir, "checkpoints"), keep_best=config.keep_best)
+    ckpts = train.Checkpoints(
+        os.path.join(workdir, "checkpoints"), keep_best=config.keep_best, read_only=True
+    )
     try:
         return ckpts.restore(state, step)
     finally:

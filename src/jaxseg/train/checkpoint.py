@@ -110,7 +110,8 @@ class Checkpoints:
     Saves carrying eval metrics (`metrics={'miou': ...}`) compete for the `keep_best` slots;
     saves without metrics (periodic, on a signal) are kept only while they are the latest.
     Saving is asynchronous: `save` returns once the arrays are copied off the devices; call
-    `wait` (or `close`) before the process exits.
+    `wait` (or `close`) before the process exits. `read_only=True` is for readers (evaluation
+    while a training run may still be saving): nothing is created or cleaned up.
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class Checkpoints:
         keep_best: int = 3,
         best_metric: str = "miou",
         async_save: bool = True,
+        read_only: bool = False,
     ):
         self.directory = os.path.abspath(os.fspath(directory))
         self.best_metric = best_metric
@@ -129,9 +131,11 @@ class Checkpoints:
             # restarted run would forget which old checkpoints are the best ones.
             best_fn=lambda m: float(m.get(best_metric, float("-inf"))),
             best_mode="max",
-            cleanup_tmp_directories=True,
-            enable_async_checkpointing=async_save,
-            create=True,
+            # A reader (an evaluation next to a running training) must not delete the
+            # temporary directory of a save in flight, nor create folders.
+            cleanup_tmp_directories=not read_only,
+            enable_async_checkpointing=async_save and not read_only,
+            create=not read_only,
         )
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "signature")
