@@ -16,7 +16,7 @@ Sections:
   fixed bilinear kernel, depthwise forms.
 - unpool: `max_unpool` (one-hot select) against a scatter (`.at[].set`) version, and the HLO
   of each is checked for scatter.
-- pool: ResNet's overlapping 3x3/2 max pool, `reduce_window` against a max of strided slices.
+- pool: ResNet's overlapping 3x3/2 max pool, flax's `reduce_window` against `ops.max_pool2d`.
 - resize: `resize_bilinear` in both conventions against `jax.image.resize`.
 
 Every alternative is checked against ours (max |diff| column) so a faster one is a drop-in.
@@ -386,25 +386,6 @@ def bench_unpool(args, rows):
     )
 
 
-def strided_slices_max_pool(x, window: int = 3, stride: int = 2, pad: int = 1):
-    """Overlapping max pool as a max over `window**2` strided slices of the -inf-padded input.
-
-    The backward pass is elementwise selects instead of `select_and_scatter` (what
-    `lax.reduce_window`'s gradient lowers to). Gradients agree except at exact ties (e.g. zeros
-    after a ReLU), where this splits the gradient between the tied inputs and reduce_window
-    gives it to one of them; both are valid subgradients.
-    """
-    b, h, w, c = x.shape
-    out_h, out_w = (h + 2 * pad - window) // stride + 1, (w + 2 * pad - window) // stride + 1
-    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=-jnp.inf)
-    out = None
-    for i in range(window):
-        for j in range(window):
-            tap = xp[:, i : i + stride * out_h : stride, j : j + stride * out_w : stride, :]
-            out = tap if out is None else jnp.maximum(out, tap)
-    return out
-
-
 def bench_pool(args, rows):
     """ResNet's stem pool (3x3, stride 2, pad 1) runs at the largest feature map of the net."""
     import flax.linen as nn  # noqa: PLC0415
@@ -421,7 +402,10 @@ def bench_pool(args, rows):
                 "flax nn.max_pool (reduce_window)",
                 lambda x: nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))),
             ),
-            ("alt: max of strided slices", strided_slices_max_pool),
+            (
+                "ours: `max_pool2d` (running max of strided views)",
+                lambda x: ops.max_pool2d(x, 3, 2, ((1, 1), (1, 1))),
+            ),
         ],
         (x,),
         args,

@@ -284,8 +284,8 @@ def parse_args(argv=None):
     p.add_argument(
         "--conv-impl",
         nargs="+",
-        default=["default", "auto"],
-        help="ours: 'default' (the model's own, 'xla') and/or a conv_impl to pass (auto, gemm)",
+        default=["default"],
+        help="ours: 'default' (the model's own, 'auto') and/or conv_impls to pass (xla, taps)",
     )
     p.add_argument("--resolution", type=int, default=256)
     p.add_argument("--batch", type=int, default=4)

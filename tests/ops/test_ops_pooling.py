@@ -1,4 +1,4 @@
-"""max_pool_with_argmax against tf.nn.max_pool_with_argmax; max_unpool against numpy loops."""
+"""Max pooling against tf.nn.max_pool2d / max_pool_with_argmax; max_unpool against numpy loops."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from jaxseg.ops import max_pool_with_argmax, max_unpool
+from jaxseg.ops import max_pool2d, max_pool_with_argmax, max_unpool
 
 
 def _rand(shape, seed):
@@ -146,3 +146,64 @@ def test_bad_input_raises():
         max_unpool(pooled, argmax, output_size=(7, 4))
     with pytest.raises(ValueError, match="output_size"):
         max_unpool(pooled, argmax, output_size=(4,))
+
+
+@pytest.mark.parametrize(
+    "shape, window, strides, padding",
+    [
+        ((2, 9, 7, 3), 3, 2, "SAME"),  # ResNet/DeepLab v1's overlapping pool
+        ((2, 9, 7, 3), 3, 2, "VALID"),
+        ((1, 8, 8, 2), 2, 2, "VALID"),  # VGG / U-Net
+        ((1, 7, 5, 2), 2, 2, "SAME"),
+        ((1, 10, 9, 2), (3, 2), (1, 2), "SAME"),
+    ],
+)
+def test_max_pool2d_matches_tf_values_and_gradient(shape, window, strides, padding):
+    # Integer-valued inputs make ties common, so the gradient test also checks who gets them.
+    x = np.random.default_rng(2).integers(-2, 3, shape).astype(np.float32)
+    cotangent = _rand(
+        tf.nn.max_pool2d(x, window, strides, padding).shape, 3
+    )  # a non-uniform upstream gradient
+    x_tf = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x_tf)
+        want = tf.nn.max_pool2d(x_tf, window, strides, padding)
+        loss = tf.reduce_sum(want * cotangent)
+    want_grad = tape.gradient(loss, x_tf).numpy()
+
+    def f(x):
+        return max_pool2d(x, window, strides, padding)
+
+    got, vjp = jax.vjp(f, jnp.asarray(x))
+    np.testing.assert_array_equal(got, want.numpy())
+    np.testing.assert_allclose(vjp(jnp.asarray(cotangent))[0], want_grad, atol=1e-6)
+
+
+def test_max_pool2d_explicit_padding_matches_reduce_window():
+    # ResNet's stem: 3x3, stride 2, one pixel of -inf padding on every side.
+    x = jnp.asarray(_rand((2, 10, 11, 4), 4))
+    pads = ((1, 1), (1, 1))
+
+    def reference(x):
+        return jax.lax.reduce_window(
+            x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), ((0, 0), *pads, (0, 0))
+        )
+
+    got = max_pool2d(x, 3, 2, pads)
+    np.testing.assert_array_equal(got, reference(x))
+    cotangent = jnp.asarray(_rand(got.shape, 5))
+    np.testing.assert_allclose(
+        jax.vjp(lambda x: max_pool2d(x, 3, 2, pads), x)[1](cotangent)[0],
+        jax.vjp(reference, x)[1](cotangent)[0],
+        atol=1e-6,
+    )
+
+
+def test_max_pool2d_bad_arguments():
+    x = jnp.zeros((1, 4, 4, 1))
+    with pytest.raises(ValueError, match="window"):
+        max_pool2d(x, 6)
+    with pytest.raises(ValueError, match="padding"):
+        max_pool2d(x, 2, padding="FULL")
+    with pytest.raises(ValueError, match="x must have rank 4"):
+        max_pool2d(jnp.zeros((4, 4)), 2)

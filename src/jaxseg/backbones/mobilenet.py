@@ -41,7 +41,7 @@ class InvertedResidual(nn.Module):
     stride: int = 1
     rate: int = 1
     norm: NormFactory = BatchNorm
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -96,7 +96,7 @@ class MobileNetV2(nn.Module):
     output_stride: int = 32
     width_multiplier: float = 1.0
     norm: NormFactory = BatchNorm
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jaxseg.backbones.atrous_schedule import check_output_stride
 from jaxseg.nn import BatchNorm, ConvBN
 from jaxseg.nn.conv_bn import NormFactory
+from jaxseg.ops import max_pool2d
 
 
 class Bottleneck(nn.Module):
@@ -40,7 +41,7 @@ class Bottleneck(nn.Module):
     stride_in_1x1: bool = False
     projection: bool = False
     norm: NormFactory = BatchNorm
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -100,7 +101,7 @@ class ResNet(nn.Module):
     stride_in_1x1: bool = False
     base_width: int = 64
     norm: NormFactory = BatchNorm
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -132,7 +133,7 @@ class ResNet(nn.Module):
             name="conv1",
         )(jnp.asarray(images, self.dtype), train)
         # After the ReLU every value is >= 0, so this -inf padding equals Keras' zero padding.
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        x = max_pool2d(x, 3, 2, ((1, 1), (1, 1)))
         features = {"stem": x, "stride4": x}
         stride, rate = 4, 1
         for s, num_blocks in enumerate(self.stage_sizes):

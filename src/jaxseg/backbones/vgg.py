@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jaxseg.backbones.atrous_schedule import check_output_stride
 from jaxseg.nn import BatchNorm, Conv2D, ConvBN
 from jaxseg.nn.conv_bn import NormFactory
-from jaxseg.ops import max_pool_with_argmax
+from jaxseg.ops import max_pool2d, max_pool_with_argmax
 
 # Output channels of the convs of each of the five blocks (13 convs).
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -55,7 +55,7 @@ class VGG16(nn.Module):
     dropout_rate: float = 0.5
     keep_pool_argmax: bool = False
     norm: NormFactory = BatchNorm
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -71,10 +71,10 @@ class VGG16(nn.Module):
         if self.output_stride == 8:
             stride = 2 if block <= 3 else 1
             pad = ((1, 1), (1, 1))
-            return nn.max_pool(x, (3, 3), strides=(stride, stride), padding=pad), None
+            return max_pool2d(x, 3, stride, pad), None
         if self.keep_pool_argmax:
             return max_pool_with_argmax(x, 2)
-        return nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME"), None
+        return max_pool2d(x, 2, 2, "SAME"), None
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:

@@ -43,7 +43,7 @@ class XceptionBlock(nn.Module):
     unit_rates: Sequence[int] = (1, 1, 1)
     activation_in_separable: bool = False
     norm: NormFactory = BatchNorm
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -111,7 +111,7 @@ class Xception65(nn.Module):
     multi_grid: Sequence[int] | None = None
     middle_flow_units: int = 16
     norm: NormFactory = BatchNorm
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

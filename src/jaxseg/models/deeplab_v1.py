@@ -41,7 +41,7 @@ class DeepLabV1(nn.Module):
     fc6_rate: int = 12
     dropout_rate: float = 0.5
     align_corners: bool = False
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

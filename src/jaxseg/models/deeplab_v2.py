@@ -51,7 +51,7 @@ class DeepLabV2(nn.Module):
     atrous_rates: Sequence[int] | None = None
     align_corners: bool = False
     norm: NormFactory = BatchNorm
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

@@ -62,7 +62,7 @@ class DeepLabV3Plus(nn.Module):
     dropout_rate: float = 0.1
     align_corners: bool = False
     norm: NormFactory = BatchNorm
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

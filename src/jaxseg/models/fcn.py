@@ -65,7 +65,7 @@ class FCN(nn.Module):
     zero_init_scores: bool = True
     fc_features: int = 4096
     dropout_rate: float = 0.5
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from jaxseg.models._common import check_images, to_float32_logits
 from jaxseg.nn import Conv2D
-from jaxseg.ops import fc_to_conv
+from jaxseg.ops import fc_to_conv, max_pool2d
 
 
 class _PatchClassifierBase(nn.Module):
@@ -61,7 +61,7 @@ class _PatchClassifierBase(nn.Module):
                 param_dtype=self.param_dtype,
                 name=f"conv{i + 1}",
             )(x)
-            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2), padding="VALID")
+            x = max_pool2d(nn.relu(x), 2)
         return x
 
 

@@ -40,7 +40,7 @@ class SegNet(nn.Module):
     num_classes: int = 11
     classifier_kernel_size: int = 1
     norm: NormFactory = BatchNorm
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jaxseg.models._common import check_images, to_float32_logits
 from jaxseg.nn import BatchNorm, Conv2D, ConvBN, UpConv2x2
 from jaxseg.nn.conv_bn import NormFactory
-from jaxseg.ops import crop_like
+from jaxseg.ops import crop_like, max_pool2d
 
 # Two unpadded 3x3 convs lose 2 pixels each.
 _DOUBLE_CONV_LOSS = 4
@@ -115,7 +115,7 @@ class UNet(nn.Module):
     batch_norm: bool = False
     dropout_rate: float = 0.5
     norm: NormFactory = BatchNorm
-    conv_impl: str = "xla"
+    conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -153,7 +153,7 @@ class UNet(nn.Module):
                 x, train
             )
             skips.append(x)
-            x = nn.max_pool(x, (2, 2), strides=(2, 2), padding=padding)
+            x = max_pool2d(x, 2, 2, padding)
         x = _DoubleConv(self.base_features * 2**self.depth, name="bottom", **block)(x, train)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         for level in reversed(range(self.depth)):

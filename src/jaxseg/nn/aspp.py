@@ -39,7 +39,7 @@ class ASPP(nn.Module):
     separable: bool = False
     dropout_rate: float = 0.1
     norm: NormFactory = BatchNorm
-    impl: str = "xla"
+    impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -78,7 +78,7 @@ class ASPPL(nn.Module):
 
     num_classes: int
     atrous_rates: Sequence[int] = (6, 12, 18, 24)
-    impl: str = "xla"
+    impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

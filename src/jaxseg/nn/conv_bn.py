@@ -40,7 +40,7 @@ class ConvBN(nn.Module):
     activation: Activation = nn.relu
     norm: NormFactory = BatchNorm
     bn_scale_init: Callable[..., jax.Array] = nn.initializers.ones
-    impl: str = "xla"
+    impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

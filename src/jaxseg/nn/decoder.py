@@ -33,7 +33,7 @@ class DeepLabV3PlusDecoder(nn.Module):
     separable: bool = False
     align_corners: bool = False
     norm: NormFactory = BatchNorm
-    impl: str = "xla"
+    impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

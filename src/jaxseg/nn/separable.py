@@ -37,7 +37,7 @@ class SeparableConvBN(nn.Module):
     padding: PaddingLike = "SAME"
     activation: Activation = nn.relu
     norm: NormFactory = BatchNorm
-    impl: str = "xla"
+    impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 

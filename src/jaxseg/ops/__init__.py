@@ -8,7 +8,7 @@ from jaxseg.ops.atrous import atrous_conv2d, separable_atrous_conv2d
 from jaxseg.ops.crop import center_crop, crop_like
 from jaxseg.ops.fc import fc_to_conv
 from jaxseg.ops.layout import depth_to_space, space_to_depth
-from jaxseg.ops.pooling import max_pool_with_argmax, max_unpool
+from jaxseg.ops.pooling import max_pool2d, max_pool_with_argmax, max_unpool
 from jaxseg.ops.resize import bilinear_resize_matrix, resize_bilinear, resize_nearest
 from jaxseg.ops.transpose import bilinear_kernel, conv_transpose2d
 
@@ -21,6 +21,7 @@ __all__ = [
     "crop_like",
     "depth_to_space",
     "fc_to_conv",
+    "max_pool2d",
     "max_pool_with_argmax",
     "max_unpool",
     "resize_bilinear",

@@ -68,3 +68,10 @@ def padding_arg(padding: Padding, name: str = "padding") -> str | tuple[tuple[in
             f"got {padding!r}"
         )
     return pairs
+
+
+def same_pads(size: int, k_eff: int, stride: int) -> tuple[int, int]:
+    # TensorFlow/XLA SAME: output ceil(size / stride), the odd pixel of padding goes after.
+    out = -(-size // stride)
+    total = max((out - 1) * stride + k_eff - size, 0)
+    return total // 2, total - total // 2

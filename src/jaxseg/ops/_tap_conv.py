@@ -53,15 +53,16 @@ def tap_conv(x, kernel, rates, strides, pads, groups: int, precision=None) -> ja
     """
     kh, kw, _, out_channels = kernel.shape
     (rh, rw), (sh, sw) = rates, strides
-    xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-    batch, height, width, channels = xp.shape
-    out_h = (height - (kh - 1) * rh - 1) // sh + 1
-    out_w = (width - (kw - 1) * rw - 1) // sw + 1
+    (top, bottom), (left, right) = pads
+    batch, height, width, channels = x.shape
+    out_h = (height + top + bottom - (kh - 1) * rh - 1) // sh + 1
+    out_w = (width + left + right - (kw - 1) * rw - 1) // sw + 1
 
     def view(i, j):
-        start = (0, i * rh, j * rw, 0)
-        limit = (batch, i * rh + (out_h - 1) * sh + 1, j * rw + (out_w - 1) * sw + 1, channels)
-        return lax.slice(xp, start, limit, (1, sh, sw, 1))
+        # Tap (i, j) reads x at rows i*rh - top + sh*t, t < out_h (likewise columns). Only the
+        # in-bounds part is sliced and the rest zero-filled, instead of padding x once: at a
+        # large rate the padded input is many times the map, and so is its gradient.
+        return _shifted_view(x, (i * rh - top, j * rw - left), (out_h, out_w), (sh, sw))
 
     taps = [(i, j) for i in range(kh) for j in range(kw)]
     if groups > 1:  # depthwise: a per-channel multiply-add for each tap
@@ -71,3 +72,33 @@ def tap_conv(x, kernel, rates, strides, pads, groups: int, precision=None) -> ja
     cols = jnp.concatenate([view(i, j) for i, j in taps], axis=-1)  # index (i*kw + j)*C + c
     weights = kernel.reshape(kh * kw * channels, out_channels)
     return jnp.einsum("bhwk,ko->bhwo", cols, weights, precision=precision)
+
+
+def _in_bounds(start: int, count: int, step: int, size: int) -> tuple[int, int]:
+    """Range [lo, hi) of t < count with 0 <= start + step*t < size (lo == hi if none)."""
+    lo = min(max(0, -(start // step)), count)  # ceil(-start / step), clipped
+    hi = max(min(count, (size - 1 - start) // step + 1), lo)
+    return lo, hi
+
+
+def _shifted_view(x, starts, counts, steps) -> jax.Array:
+    """`[B, counts..., C]`: x at rows/columns start + step*t, zero where out of bounds."""
+    (lo_h, hi_h), (lo_w, hi_w) = (
+        _in_bounds(*args) for args in zip(starts, counts, steps, x.shape[1:3], strict=True)
+    )
+    if hi_h == lo_h or hi_w == lo_w:
+        return jnp.zeros((x.shape[0], *counts, x.shape[3]), x.dtype)
+    (start_h, start_w), (step_h, step_w) = starts, steps
+    inside = lax.slice(
+        x,
+        (0, start_h + step_h * lo_h, start_w + step_w * lo_w, 0),
+        (
+            x.shape[0],
+            start_h + step_h * (hi_h - 1) + 1,
+            start_w + step_w * (hi_w - 1) + 1,
+            x.shape[3],
+        ),
+        (1, step_h, step_w, 1),
+    )
+    pads = ((0, 0), (lo_h, counts[0] - hi_h), (lo_w, counts[1] - hi_w), (0, 0))
+    return jnp.pad(inside, pads)

@@ -36,19 +36,13 @@ from jaxseg.ops._checks import (
     padding_arg,
     positive_int,
     positive_pair,
+    same_pads,
 )
 from jaxseg.ops._tap_conv import tap_conv, use_tap_conv
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 Impl = Literal["auto", "xla", "space_to_batch", "taps"]
 IMPLS = ("auto", "xla", "space_to_batch", "taps")
-
-
-def _same_pads(size: int, k_eff: int, stride: int) -> tuple[int, int]:
-    # TensorFlow/XLA SAME: output ceil(size / stride), the odd pixel of padding goes after.
-    out = -(-size // stride)
-    total = max((out - 1) * stride + k_eff - size, 0)
-    return total // 2, total - total // 2
 
 
 def _check_conv_args(x, kernel, feature_group_count: int) -> int:
@@ -120,7 +114,7 @@ def atrous_conv2d(
     k_eff = [(k - 1) * r + 1 for k, r in zip(kernel.shape[:2], rates, strict=True)]
     if pad == "SAME":
         pads = tuple(
-            _same_pads(n, k, s) for n, k, s in zip(x.shape[1:3], k_eff, strides, strict=True)
+            same_pads(n, k, s) for n, k, s in zip(x.shape[1:3], k_eff, strides, strict=True)
         )
     elif pad == "VALID":
         pads = ((0, 0), (0, 0))

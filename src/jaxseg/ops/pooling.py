@@ -1,4 +1,4 @@
-"""Max pooling that remembers where each max came from, and SegNet's max unpooling.
+"""Max pooling (plain, and remembering where each max came from) and SegNet's max unpooling.
 
 Built from window reshapes (einops) and one-hot masks, never scatter: scatter is slow on GPU,
 while a compare-and-select over a `[..., wh * ww]` window axis is a cheap elementwise op.
@@ -19,7 +19,14 @@ import jax
 import jax.numpy as jnp
 from einops import rearrange
 
-from jaxseg.ops._checks import check_rank, positive_pair, size_pair
+from jaxseg.ops._checks import (
+    Padding,
+    check_rank,
+    padding_arg,
+    positive_pair,
+    same_pads,
+    size_pair,
+)
 
 
 def _lowest(dtype) -> jax.Array:
@@ -28,6 +35,51 @@ def _lowest(dtype) -> jax.Array:
     if jnp.issubdtype(dtype, jnp.integer):
         return jnp.array(jnp.iinfo(dtype).min, dtype)
     raise ValueError(f"x must be a floating or integer array, got dtype {dtype}")
+
+
+def max_pool2d(
+    x: jax.Array,
+    window: int | tuple[int, int],
+    strides: int | tuple[int, int] | None = None,
+    padding: Padding = "VALID",
+) -> jax.Array:
+    """Max pooling, possibly overlapping, as a running max over the window's strided views.
+
+    Same values as `lax.reduce_window(max)` (TF's `max_pool2d`; padding reads -inf) and the
+    same gradient: the first maximum of each window in row-major order receives it. The
+    backward pass is elementwise selects, where `reduce_window`'s gradient is a
+    `select_and_scatter` that XLA's CPU backend runs 2.5x slower on ResNet's 3x3/2 stem pool
+    (benchmarks/RESULTS.md).
+
+    Args:
+      x: `[B, H, W, C]` floating or integer.
+      window: an int or `(wh, ww)`.
+      strides: an int or `(sh, sw)`; defaults to `window`.
+      padding: 'SAME', 'VALID' or `((top, bottom), (left, right))`.
+
+    Returns:
+      `[B, H', W', C]` in `x.dtype`, H' as `lax.reduce_window` computes it.
+    """
+    check_rank(x, 4, "x", "[B, H, W, C]")
+    wh, ww = positive_pair(window, "window")
+    sh, sw = positive_pair((wh, ww) if strides is None else strides, "strides")
+    padding = padding_arg(padding)
+    if padding == "VALID":
+        padding = ((0, 0), (0, 0))
+    elif padding == "SAME":
+        padding = (same_pads(x.shape[1], wh, sh), same_pads(x.shape[2], ww, sw))
+    x = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=_lowest(x.dtype))
+    out_h, out_w = (x.shape[1] - wh) // sh + 1, (x.shape[2] - ww) // sw + 1
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"window {(wh, ww)} is larger than the padded input {x.shape[1:3]}")
+    pooled = None
+    for i in range(wh):
+        for j in range(ww):
+            view = x[:, i : i + sh * (out_h - 1) + 1 : sh, j : j + sw * (out_w - 1) + 1 : sw]
+            # Strictly greater: an earlier tap keeps ties, and `where` sends the gradient to
+            # the kept input only (jnp.maximum would split it between tied inputs).
+            pooled = view if pooled is None else jnp.where(view > pooled, view, pooled)
+    return pooled
 
 
 def max_pool_with_argmax(
