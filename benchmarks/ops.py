@@ -10,10 +10,10 @@ Sections:
   the undilated conv of the same shape and impl (the issue's target: <= 1.3x). The forward
   pass's compiled HLO is grepped for weight-gradient convolutions (cuDNN's
   `convBackwardFilter`), XLA GPU's slow path for dilated convs.
-- transpose: `conv_transpose2d` against equal formulations: `lax.conv_transpose` without the
-  kernel flip, a 1x1 conv + depth_to_space (k2 s2), a "phase" conv (each of the s*s output
-  phases is a small undilated conv; one conv to s*s*O channels + depth_to_space) and, for the
-  fixed bilinear kernel, depthwise forms.
+- transpose: `conv_transpose2d`'s impls ("xla": `lax.conv_transpose`; "phase": each of the s*s
+  output phases a small undilated conv, all in one conv + depth-to-space) against a conv over
+  the zero-dilated input, a 1x1 conv + depth_to_space (k2 s2) and, for the fixed bilinear
+  kernel, a depthwise form.
 - unpool: `max_unpool` (one-hot select) against a scatter (`.at[].set`) version, and the HLO
   of each is checked for scatter.
 - pool: ResNet's overlapping 3x3/2 max pool, flax's `reduce_window` against `ops.max_pool2d`.
@@ -32,7 +32,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from einops import rearrange
 from jax import lax
 
@@ -195,56 +194,6 @@ def pointwise_depth_to_space(x, kernel):
     return ops.depth_to_space(jnp.einsum("bhwi,io->bhwo", x, w), k)
 
 
-def _phase_taps(k: int, s: int) -> tuple[np.ndarray, int, int]:
-    """Static tap table for the phase form of a SAME k x k, stride s transposed conv.
-
-    Output pixel `s*m + p` sums `x[m + d] * kernel[t]` over input offsets d with
-    `t = p + before - s*d` in `[0, k)`. Returns `taps[d - d_lo, p]` (= k where no tap, pointing
-    at an appended zero tap) and the input offset range `d_lo..d_hi`.
-    """
-    before = max(k - s, 0) // 2
-    offsets = [d for d in range(-k, k + 1) if any(0 <= p + before - s * d < k for p in range(s))]
-    d_lo, d_hi = min(offsets), max(offsets)
-    taps = np.full((d_hi - d_lo + 1, s), k, np.int32)
-    for d in range(d_lo, d_hi + 1):
-        for p in range(s):
-            t = p + before - s * d
-            if 0 <= t < k:
-                taps[d - d_lo, p] = t
-    return taps, d_lo, d_hi
-
-
-def phase_kernel(kernel, s: int):
-    """`[k, k, I, O]` transposed-conv kernel -> `[n, n, I, s*s*O]` undilated conv kernel."""
-    k = kernel.shape[0]
-    taps, _, _ = _phase_taps(k, s)
-    padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # index k is the zero tap
-    # [n, s] taps per axis -> [n_y, s_y, n_x, s_x, I, O] by static gathers (free at trace time).
-    w = padded[taps[:, :, None, None], taps[None, None, :, :]]
-    return rearrange(w, "ny py nx px i o -> ny nx i (py px o)")
-
-
-def phase_conv_transpose(x, kernel, stride: int, depthwise: bool = False):
-    """SAME transposed conv as one undilated conv to s*s*O channels + depth_to_space.
-
-    The dilated-input form multiplies k*k taps per output of which only (k/s)^2 are non-zero;
-    this form computes each output phase from its own taps, with no inserted zeros.
-    """
-    k = kernel.shape[0]
-    _, d_lo, d_hi = _phase_taps(k, stride)
-    xp = jnp.pad(x, ((0, 0), (-d_lo, d_hi), (-d_lo, d_hi), (0, 0)))
-    w = phase_kernel(kernel.astype(x.dtype), stride)
-    if not depthwise:
-        y = lax.conv_general_dilated(xp, w, (1, 1), "VALID", dimension_numbers=_DIMS)
-        return ops.depth_to_space(y, stride)
-    # Depthwise: kernel is [k, k, 1, C]; grouped conv output channel c*s*s + phase.
-    w = rearrange(w, "ny nx one (p c) -> ny nx one (c p)", p=stride * stride)
-    y = lax.conv_general_dilated(
-        xp, w, (1, 1), "VALID", dimension_numbers=_DIMS, feature_group_count=x.shape[-1]
-    )
-    return rearrange(y, "b h w (c bh bw) -> b (h bh) (w bw) c", bh=stride, bw=stride)
-
-
 def _bench_variants(section, op_name, shape, variants, call_args, args, rows, diff_args=None):
     base = None
     ref = None
@@ -271,6 +220,16 @@ def _bench_variants(section, op_name, shape, variants, call_args, args, rows, di
         print(" | ".join(rows[-1]), flush=True)
 
 
+def _transpose_impls():
+    return [
+        (
+            f"conv_transpose2d impl={impl}",
+            lambda x, k, impl=impl: ops.conv_transpose2d(x, k, 2, impl=impl),
+        )
+        for impl in ("xla", "phase")
+    ]
+
+
 def bench_transpose(args, rows):
     dtype = jnp.dtype(args.dtype)
     b, s = args.batch, args.up_size
@@ -283,10 +242,9 @@ def bench_transpose(args, rows):
         f"k2s2 {cin}->{cout}",
         f"{b}x{s}x{s}x{cin}",
         [
-            ("conv_transpose2d", lambda x, k: ops.conv_transpose2d(x, k, 2)),
+            *_transpose_impls(),
             ("lax dilated-input", lambda x, k: direct_conv_transpose(x, k, 2)),
             ("1x1+depth_to_space", pointwise_depth_to_space),
-            ("phase conv", lambda x, k: phase_conv_transpose(x, k, 2)),
         ],
         (x, kernel),
         args,
@@ -301,9 +259,8 @@ def bench_transpose(args, rows):
         f"k4s2 {c}->{c} learned",
         f"{b}x{s}x{s}x{c}",
         [
-            ("conv_transpose2d", lambda x, k: ops.conv_transpose2d(x, k, 2)),
+            *_transpose_impls(),
             ("lax dilated-input", lambda x, k: direct_conv_transpose(x, k, 2)),
-            ("phase conv", lambda x, k: phase_conv_transpose(x, k, 2)),
         ],
         (x, kernel),
         args,
@@ -318,9 +275,8 @@ def bench_transpose(args, rows):
         f"k4s2 {c}->{c} fixed bilinear",
         f"{b}x{s}x{s}x{c}",
         [
-            ("conv_transpose2d", lambda x, k, kd: ops.conv_transpose2d(x, k, 2)),
+            *((name, lambda x, k, kd, f=f: f(x, k)) for name, f in _transpose_impls()),
             ("depthwise dilated-input", lambda x, k, kd: depthwise_conv_transpose(x, kd, 2)),
-            ("depthwise phase conv", lambda x, k, kd: phase_conv_transpose(x, kd, 2, True)),
             (
                 "resize_bilinear (not equal at borders)",
                 lambda x, k, kd: ops.resize_bilinear(x, (2 * s, 2 * s)),

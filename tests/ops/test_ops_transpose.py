@@ -20,22 +20,27 @@ def _tf_output_size(n, k, s, padding):
     return n * s if padding == "SAME" else (n - 1) * s + k
 
 
+IMPLS = ["xla", "phase"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
-@pytest.mark.parametrize("k, s", [(4, 2), (3, 2), (2, 2), (1, 2), (5, 3), (16, 8)])
-def test_matches_tf_conv2d_transpose(k, s, padding):
+@pytest.mark.parametrize("k, s", [(4, 2), (3, 2), (2, 2), (1, 2), (5, 3), (16, 8), (7, 2), (3, 1)])
+def test_matches_tf_conv2d_transpose(k, s, padding, impl):
     x, kernel = _rand((2, 5, 4, 3), k), _rand((k, k, 3, 2), s)
     out = [2, *(_tf_output_size(n, k, s, padding) for n in (5, 4)), 2]
     # TF's filter is [h, w, out, in]; ours is HWIO with I = input channels.
     want = tf.nn.conv2d_transpose(x, kernel.transpose(0, 1, 3, 2), out, s, padding).numpy()
-    got = conv_transpose2d(x, kernel, s, padding)
+    got = conv_transpose2d(x, kernel, s, padding, impl=impl)
     assert got.shape == tuple(out)
     np.testing.assert_allclose(got, want, **TOL)
 
 
-def test_non_square_stride_and_kernel_match_tf():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_non_square_stride_and_kernel_match_tf(impl):
     x, kernel = _rand((1, 4, 5, 2), 0), _rand((4, 3, 2, 3), 1)
     want = tf.nn.conv2d_transpose(x, kernel.transpose(0, 1, 3, 2), [1, 8, 15, 3], (2, 3)).numpy()
-    np.testing.assert_allclose(conv_transpose2d(x, kernel, (2, 3)), want, **TOL)
+    np.testing.assert_allclose(conv_transpose2d(x, kernel, (2, 3), impl=impl), want, **TOL)
 
 
 def _textbook_conv_transpose(x, kernel, s):
@@ -74,7 +79,8 @@ def test_bilinear_upsampling_of_a_ramp_is_linear_inside():
     np.testing.assert_allclose(np.diff(y), 0.5, rtol=1e-6)
 
 
-def test_gradient_matches_tf():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gradient_matches_tf(impl):
     x, kernel = _rand((1, 3, 4, 2), 4), _rand((4, 4, 2, 3), 5)
     cot = _rand((1, 6, 8, 3), 6)
     xt, kt = tf.constant(x), tf.constant(kernel.transpose(0, 1, 3, 2))
@@ -82,7 +88,11 @@ def test_gradient_matches_tf():
         tape.watch([xt, kt])
         loss = tf.reduce_sum(tf.nn.conv2d_transpose(xt, kt, [1, 6, 8, 3], 2) * cot)
     want_dx, want_dk = (g.numpy() for g in tape.gradient(loss, [xt, kt]))
-    dx, dk = jax.grad(lambda a, b: jnp.sum(conv_transpose2d(a, b, 2) * cot), (0, 1))(x, kernel)
+
+    def loss_fn(a, b):
+        return jnp.sum(conv_transpose2d(a, b, 2, impl=impl) * cot)
+
+    dx, dk = jax.grad(loss_fn, (0, 1))(x, kernel)
     np.testing.assert_allclose(dx, want_dx, **TOL)
     np.testing.assert_allclose(dk, want_dk.transpose(0, 1, 3, 2), **TOL)
 
@@ -140,6 +150,11 @@ def test_bilinear_kernel_values():
 def test_bad_input_raises(x, kernel, stride, padding, name):
     with pytest.raises(ValueError, match=name):
         conv_transpose2d(x, kernel, stride, padding)
+
+
+def test_unknown_impl_raises():
+    with pytest.raises(ValueError, match="impl"):
+        conv_transpose2d(np.zeros((1, 3, 3, 2), np.float32), np.zeros((4, 4, 2, 2)), 2, impl="fft")
 
 
 @pytest.mark.parametrize("args, name", [((0, 2), "kernel_size"), ((4, -1), "channels")])
