@@ -176,24 +176,29 @@ def lattice_filter(lattice: Lattice, values: jax.Array) -> jax.Array:
     """Approximate Gaussian filtering of values [N, C] -> [N, C] (see the module docstring)."""
     d_plus_1 = lattice.vertices.shape[1]
     values = values.astype(jnp.float32)
-    vertices, weights = lattice.vertices.T, lattice.weights.T  # [d+1, N]: contiguous corners
+    vertices, weights = lattice.vertices, lattice.weights  # [N, d+1]
 
-    # Loops rather than unrolled Python: unrolled, XLA materialises all d+1 weighted copies of
-    # the values at once (memory), and fuses consecutive blur steps so that each step's rows
-    # are recomputed three times per later step.
+    # The splat is a loop: unrolled, XLA materialises all d+1 weighted copies of the values at
+    # once (memory) and runs ~2x slower. Its columns are read in place: transposed tables
+    # would be copied on every call, i.e. every mean-field iteration.
     def splat(k, grid):
-        return grid.at[vertices[k]].add(weights[k, :, None] * values, mode="promise_in_bounds")
-
-    def blur(j, grid):
-        forward, backward = lattice.neighbours[j, 0], lattice.neighbours[j, 1]
-        gather = lambda index: grid.at[index].get(mode="promise_in_bounds")  # noqa: E731
-        return grid + 0.5 * (gather(forward) + gather(backward))
+        corner = lambda table: jax.lax.dynamic_index_in_dim(table, k, 1, keepdims=False)  # noqa: E731
+        update = corner(weights)[:, None] * values
+        return grid.at[corner(vertices)].add(update, mode="promise_in_bounds")
 
     grid = jnp.zeros((lattice.capacity + 1, values.shape[1]), jnp.float32)
     grid = jax.lax.fori_loop(0, d_plus_1, splat, grid)
-    grid = jax.lax.fori_loop(0, d_plus_1, blur, grid)
+    # The blur is unrolled, each step one fusion that writes a fresh array; a loop would copy
+    # the carried grid every step. Left alone, XLA fuses consecutive steps and recomputes each
+    # step's rows three times per later step; `optimization_barrier` does not stop that on
+    # the CPU (it is removed before fusion), a no-op in-place update of one row does.
+    for j in range(d_plus_1):
+        forward, backward = lattice.neighbours[j, 0], lattice.neighbours[j, 1]
+        gather = lambda index, grid=grid: grid.at[index].get(mode="promise_in_bounds")  # noqa: E731
+        grid = grid + 0.5 * (gather(forward) + gather(backward))
+        grid = jax.lax.dynamic_update_slice(grid, grid[:1], (0, 0))
     return sum(
-        weights[k, :, None] * grid.at[vertices[k]].get(mode="promise_in_bounds")
+        weights[:, k, None] * grid.at[vertices[:, k]].get(mode="promise_in_bounds")
         for k in range(d_plus_1)
     )
 
@@ -206,3 +211,18 @@ def normalization_factors(lattice: Lattice) -> jax.Array:
     """
     ones = jnp.ones((lattice.vertices.shape[0], 1), jnp.float32)
     return 1.0 / jnp.sqrt(lattice_filter(lattice, ones)[:, 0] + 1e-20)
+
+
+class NormalizedFilter(NamedTuple):
+    """Q [N, C] -> D^{-1/2} K D^{-1/2} Q through a lattice: a dense CRF kernel (callable).
+
+    Attributes:
+      lattice: the kernel's lattice over N points.
+      norm: [N, 1] float32 D^{-1/2} (`normalization_factors`).
+    """
+
+    lattice: Lattice
+    norm: jax.Array
+
+    def __call__(self, values: jax.Array) -> jax.Array:
+        return self.norm * lattice_filter(self.lattice, self.norm * values)

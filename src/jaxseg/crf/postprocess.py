@@ -13,9 +13,11 @@ Semantics are those of pydensecrf (Kraehenbuehl's reference code, version 2) cal
 i.e. Potts compatibility, symmetric kernel normalisation D^{-1/2} K D^{-1/2}, and both kernels
 filtered with the permutohedral lattice in float32 (tests/crf measure the agreement).
 
-How it runs: the smoothness kernel's lattice depends only on the image size and is built once
-on the host (`grid.grid_lattice`). The appearance kernel's lattice is built on the device per
-image; its vertex count M is data-dependent while array shapes must be static, so
+How it runs: the smoothness kernel depends only on the image size; it is built once per size
+on the host and cached (`grid.smoothness_filter`): for narrow kernels (the DeepLab v2 setting
+theta_gamma = 1) as the lattice's exact spatial stencil, a sum of shifted slices, else as a
+lattice. The appearance kernel's lattice is built on the device per image; its vertex count
+M is data-dependent while array shapes must be static, so
 - called eagerly, `dense_crf` locates the vertices, reads M, and runs the mean field with
   the smallest capacity tier >= M (each tier compiles once per image size);
 - under an outer `jax.jit` it cannot read M, and switches at run time between capacity N
@@ -31,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseg.crf import lattice as lat
-from jaxseg.crf.grid import grid_lattice
+from jaxseg.crf.grid import smoothness_filter
 from jaxseg.crf.mean_field import Pairwise, mean_field
 from jaxseg.crf.params import CRFParams, check_inputs
 
@@ -70,22 +72,21 @@ def _locate(image: jax.Array, theta_alpha: jax.Array, theta_beta: jax.Array) -> 
     return lat.locate_vertices(pixel_features(height, width, image, theta_alpha, theta_beta))
 
 
-def _normalized_filter(lattice: lat.Lattice, norm: jax.Array):
-    """Q [N, C] -> D^{-1/2} K D^{-1/2} Q, with `norm` [N, 1] = D^{-1/2}."""
-    return lambda q: norm * lat.lattice_filter(lattice, norm * q)
-
-
 def _refine(logits, vertices, grid, weights, num_iterations, capacity: int) -> jax.Array:
-    """Mean field on logits [H, W, C]; `vertices` / `grid` are None for an absent kernel."""
+    """Mean field on logits [H, W, C]; `vertices` / `grid` are None for an absent kernel.
+
+    `grid` is the smoothness kernel (`grid.smoothness_filter`), `vertices` the appearance
+    kernel's located vertices, connected here into a lattice of `capacity` rows.
+    """
     num_classes = logits.shape[-1]
     unary = -jax.nn.log_softmax(logits.reshape(-1, num_classes).astype(jnp.float32), axis=-1)
     terms = []
     if grid is not None:
-        terms.append(Pairwise(weights[0], _normalized_filter(*grid)))
+        terms.append(Pairwise(weights[0], grid))
     if vertices is not None:
         lattice = lat.connect(vertices, capacity)
         norm = lat.normalization_factors(lattice)[:, None]
-        terms.append(Pairwise(weights[1], _normalized_filter(lattice, norm)))
+        terms.append(Pairwise(weights[1], lat.NormalizedFilter(lattice, norm)))
     return mean_field(unary, terms, num_iterations).reshape(logits.shape)
 
 
@@ -136,7 +137,7 @@ def _prepare(params: CRFParams, logits, image, batched: bool):
     height, width = np.shape(logits)[-3:-1]
     grid = None
     if params.w_gaussian > 0:
-        grid = grid_lattice(int(height), int(width), float(params.theta_gamma))
+        grid = smoothness_filter(int(height), int(width), float(params.theta_gamma))
     weights = jnp.asarray([params.w_gaussian, params.w_bilateral], jnp.float32)
     thetas = (
         jnp.asarray(params.theta_alpha, jnp.float32),
