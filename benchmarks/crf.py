@@ -40,6 +40,7 @@ from jaxseg.crf import (  # noqa: E402
 )
 from jaxseg.crf.grid import smoothness_filter  # noqa: E402
 from jaxseg.crf.postprocess import capacity_tiers, pixel_features  # noqa: E402
+from jaxseg.crf.stencil import Stencil  # noqa: E402
 
 PRESETS = {"deeplab-v2-resnet": DEEPLAB_V2_RESNET, "deeplab-v1-largefov": DEEPLAB_V1_LARGEFOV}
 
@@ -114,8 +115,8 @@ def main() -> None:
     print(f"input: {height}x{width}, {args.classes} classes, {params}")
     if params.w_gaussian:
         smoothness = smoothness_filter(height, width, params.theta_gamma)
-        offsets = getattr(smoothness, "offsets", None)
-        form = f"stencil of {len(offsets)} offsets" if offsets else "lattice"
+        is_stencil = isinstance(smoothness, Stencil)
+        form = f"stencil of {len(smoothness.offsets)} offsets" if is_stencil else "lattice"
         print(f"smoothness kernel (theta_gamma={params.theta_gamma}): {form}")
     rows = []
     for name in args.images:

@@ -11,7 +11,8 @@ Semantics are those of pydensecrf (Kraehenbuehl's reference code, version 2) cal
     Q = d.inference(num_iterations)
 
 i.e. Potts compatibility, symmetric kernel normalisation D^{-1/2} K D^{-1/2}, and both kernels
-filtered with the permutohedral lattice in float32 (tests/crf measure the agreement).
+being the permutohedral lattice's approximation in float32 (the smoothness kernel may be applied
+as that lattice operator's exact stencil; tests/crf measure the agreement).
 
 How it runs: the smoothness kernel depends only on the image size; it is built once per size
 on the host and cached (`grid.smoothness_filter`): for narrow kernels (the DeepLab v2 setting

@@ -65,9 +65,8 @@ def conv_transpose2d(
     Returns:
       `[B, H_out, W_out, O]` in `x.dtype`.
 
-    When `kh == kw == stride` the stamps do not overlap and this equals a 1x1 conv to
-    `s * s * O` channels followed by `depth_to_space(., s)`; prefer that form if a benchmark
-    shows the transposed conv is slow on a backend.
+    When `kh == kw == stride` the stamps do not overlap and `impl="phase"` is exactly a 1x1
+    conv to `s * s * O` channels followed by a depth-to-space.
     """
     check_rank(x, 4, "x", "[B, H, W, I]")
     check_rank(kernel, 4, "kernel", "[kh, kw, I, O] (HWIO)")
