@@ -2,6 +2,7 @@
 segmenter, patch sampling, border weights, and the shared helpers of `jaxseg.experiment`."""
 
 import importlib.util
+import time
 from pathlib import Path
 
 import flax.linen as nn
@@ -274,6 +275,10 @@ def test_evaluation_reads_checkpoints_without_touching_a_save_in_flight(tmp_path
         restored.params["Conv_0"]["kernel"], state.params["Conv_0"]["kernel"]
     )
     assert (in_flight / "partial").is_file()
-    # The writer's manager does clean it up: what read_only protects against.
+    # The writer's manager does clean it up: what read_only protects against. Orbax may do
+    # that clean-up on a background thread that outlives close(), so wait for it (bounded).
     train.Checkpoints(tmp_path / "checkpoints").close()
+    deadline = time.monotonic() + 30
+    while in_flight.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not in_flight.exists()
