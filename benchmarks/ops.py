@@ -9,7 +9,8 @@ Sections:
   conv ("pointwise"), for every `impl` of `jaxseg.ops.atrous_conv2d`; "vs r1" is the time over
   the undilated conv of the same shape and impl (the issue's target: <= 1.3x). The forward
   pass's compiled HLO is grepped for weight-gradient convolutions (cuDNN's
-  `convBackwardFilter`), XLA GPU's slow path for dilated convs.
+  `convBackwardFilter`), XLA GPU's slow path for dilated convs. Dense dilated convs also run
+  as one GEMM over the padded im2col (what "taps" did before its per-region GEMMs).
 - transpose: `conv_transpose2d`'s impls ("xla": `lax.conv_transpose`; "phase": each of the s*s
   output phases a small undilated conv, all in one conv + depth-to-space) against a conv over
   the zero-dilated input, a 1x1 conv + depth_to_space (k2 s2) and, for the fixed bilinear
@@ -107,9 +108,23 @@ def _max_diff(a, b) -> float:
 
 
 def _atrous_variants(groups: int, rate: int, impls):
-    """(label, fn(x, kernel)) for each `impl` of `jaxseg.ops.atrous_conv2d`."""
+    """(label, fn(x, kernel)) for each `impl` of `jaxseg.ops.atrous_conv2d`, and for a dense
+    dilated conv the one-GEMM padded im2col."""
     conv = functools.partial(ops.atrous_conv2d, rate=rate, feature_group_count=groups)
-    return [(impl, functools.partial(conv, impl=impl)) for impl in impls]
+    variants = [(impl, functools.partial(conv, impl=impl)) for impl in impls]
+    if groups == 1 and rate > 1:
+        variants.append(("alt: one padded im2col GEMM", functools.partial(im2col_conv, rate=rate)))
+    return variants
+
+
+def im2col_conv(x, kernel, rate: int):
+    """SAME dilated conv (odd kernel) as one GEMM over all taps of the zero-padded input."""
+    k, pad = kernel.shape[0], rate * (kernel.shape[0] - 1) // 2
+    padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    h, w = x.shape[1:3]
+    taps = [(i * rate, j * rate) for i in range(k) for j in range(k)]
+    cols = jnp.concatenate([padded[:, i : i + h, j : j + w] for i, j in taps], axis=-1)
+    return jnp.einsum("bhwk,ko->bhwo", cols, kernel.reshape(-1, kernel.shape[-1]).astype(x.dtype))
 
 
 def bench_atrous(args, rows):
@@ -470,7 +485,9 @@ def summarize_atrous(rows) -> None:
     for impl in dict.fromkeys(r[2] for r in atrous):
         for kind in ("dense 3x3", "depthwise 3x3"):
             ratios = [
-                float(r[6].split("x")[0]) for r in atrous if r[2] == impl and r[1].startswith(kind)
+                float(r[6].split("x")[0])
+                for r in atrous
+                if r[2] == impl and r[1].startswith(kind) and r[6]
             ]
             if ratios:
                 verdict = "meets" if max(ratios) <= 1.3 else "misses"

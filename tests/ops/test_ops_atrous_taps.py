@@ -9,7 +9,7 @@ import pytest
 from jax import lax
 
 from jaxseg.ops import atrous_conv2d
-from jaxseg.ops._tap_conv import IM2COL_MIN_CHANNELS
+from jaxseg.ops._tap_conv import REGION_MAX_LIVE_FRACTION, _live_fraction
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 DIMS = ("NHWC", "HWIO", "NHWC")
@@ -45,12 +45,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("channels", [4, IM2COL_MIN_CHANNELS])
 @pytest.mark.parametrize("kernel_hw, rate, stride, padding, groups", CASES)
-def test_taps_match_lax_conv(kernel_hw, rate, stride, padding, groups, channels):
-    if channels > 4 and (groups > 1 or kernel_hw == (1, 1)):
-        pytest.skip("the channel threshold only matters for dense dilated convs")
-    groups = channels if groups > 1 else 1
+def test_taps_match_lax_conv(kernel_hw, rate, stride, padding, groups):
+    channels = 4
     x = _rand((2, 9, 8, channels), 0)
     k = _rand((*kernel_hw, channels // groups, 6 if groups == 1 else channels), 1) / channels
     rates = (rate, rate) if isinstance(rate, int) else rate
@@ -88,11 +85,11 @@ def test_taps_rewrites_only_where_measured_faster():
 
     assert "conv_general_dilated" not in prims((1, 8, 8, 4), (1, 1, 4, 2))
     assert "conv_general_dilated" not in prims((1, 8, 8, 4), (3, 3, 1, 4), feature_group_count=4)
-    wide = IM2COL_MIN_CHANNELS
-    assert "conv_general_dilated" not in prims((1, 8, 8, wide), (3, 3, wide, 2), rate=2)
-    # Few channels (dilated) and undilated dense 3x3: XLA's conv measured faster.
+    # Rate 5 on 8x8: a third of the (output, tap) pairs in bounds, so one GEMM per region.
+    assert "conv_general_dilated" not in prims((1, 8, 8, 4), (3, 3, 4, 2), rate=5)
+    # Rate 2 on 8x8 (69% in bounds) and undilated dense 3x3: XLA's conv measured faster.
     assert "conv_general_dilated" in prims((1, 8, 8, 4), (3, 3, 4, 2), rate=2)
-    assert "conv_general_dilated" in prims((1, 8, 8, wide), (3, 3, wide, 2))
+    assert "conv_general_dilated" in prims((1, 8, 8, 4), (3, 3, 4, 2))
 
 
 def test_auto_is_taps_on_cpu_and_keeps_dtype():
@@ -103,3 +100,62 @@ def test_auto_is_taps_on_cpu_and_keeps_dtype():
     assert atrous_conv2d(x, k, impl="auto").dtype == jnp.bfloat16
     dw = jnp.asarray(_rand((3, 3, 1, 4), 5))
     assert atrous_conv2d(x, dw, feature_group_count=4, impl="taps").dtype == jnp.bfloat16
+
+
+def _numpy_live_fraction(x_hw, kernel_hw, rates, pads):
+    """Share of (output pixel, tap) pairs whose read lands inside the map, by brute force."""
+    padded = np.zeros([n + lo + hi for n, (lo, hi) in zip(x_hw, pads, strict=True)], bool)
+    (top, _), (left, _) = pads
+    padded[top : top + x_hw[0], left : left + x_hw[1]] = True
+    out = [p - (k - 1) * r for p, k, r in zip(padded.shape, kernel_hw, rates, strict=True)]
+    reads = [
+        padded[i * rates[0] : i * rates[0] + out[0], j * rates[1] : j * rates[1] + out[1]]
+        for i in range(kernel_hw[0])
+        for j in range(kernel_hw[1])
+    ]
+    return np.mean(reads)
+
+
+REGION_CASES = [
+    # x hw, kernel hw, rates, pads: each with at most half of the im2col in bounds
+    ((16, 16), (3, 3), (12, 12), ((12, 12), (12, 12))),  # ASPP rate 12 at OS16, 256 crop
+    ((9, 8), (3, 3), (5, 5), ((5, 5), (5, 5))),
+    ((9, 8), (3, 3), (6, 4), ((6, 6), (4, 4))),
+    ((9, 7), (3, 2), (5, 6), ((3, 7), (6, 0))),  # asymmetric pads, non-square kernel
+    ((7, 9), (3, 3), (2, 5), ((4, 0), (5, 5))),  # some regions with a single tap
+]
+
+
+@pytest.mark.parametrize("x_hw, kernel_hw, rates, pads", REGION_CASES)
+def test_mostly_padding_dilated_convs_go_by_region_and_match_lax_conv(x_hw, kernel_hw, rates, pads):
+    channels = 16
+    x = _rand((2, *x_hw, channels), 0)
+    k = _rand((*kernel_hw, channels, 5), 1) / channels
+    live = _live_fraction(x.shape, k.shape, rates, pads)
+    assert live == pytest.approx(_numpy_live_fraction(x_hw, kernel_hw, rates, pads))
+    assert live <= REGION_MAX_LIVE_FRACTION  # so these exercise the region split
+
+    def reference(a, b):
+        return lax.conv_general_dilated(
+            a, b, (1, 1), pads, rhs_dilation=rates, dimension_numbers=DIMS
+        )
+
+    def ours(a, b):
+        return atrous_conv2d(a, b, rate=rates, padding=pads, impl="taps")
+
+    want = reference(x, k)
+    got = ours(x, k)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, **TOL)
+    cot = _rand(want.shape, 2)
+    got_grads = jax.grad(lambda a, b: jnp.sum(ours(a, b) * cot), (0, 1))(x, k)
+    want_grads = jax.grad(lambda a, b: jnp.sum(reference(a, b) * cot), (0, 1))(x, k)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        np.testing.assert_allclose(g, w, **TOL)
+
+
+def test_live_fraction_of_deeplab_aspp_at_a_16x16_map():
+    # Rate 12 on 16 rows: rows 0-3 read taps {centre, below}, 4-11 the centre only, 12-15
+    # {above, centre}: (4*2 + 8*1 + 4*2) / (16*3) = 1/2 per axis. Rate 6: (6*2+4*3+6*2)/48.
+    assert _live_fraction((4, 16, 16, 8), (3, 3, 8, 8), (12, 12), ((12, 12),) * 2) == 0.25
+    assert _live_fraction((4, 16, 16, 8), (3, 3, 8, 8), (6, 6), ((6, 6),) * 2) == 0.75**2

@@ -8,9 +8,9 @@ convolutions (dilated depthwise kernels get padded to dense ones):
   `rate x rate` pixel phases into the batch, run an undilated VALID conv, unfold. Each phase
   sees every `rate`-th pixel, so an undilated kernel over it is the dilated kernel over the image.
 
-- ``impl="taps"``: the conv as a sum over its kernel taps (1x1 and wide dilated convs as GEMMs,
-  depthwise convs as per-tap multiply-adds) where that measured faster on CPU, else ``"xla"``
-  (see `_tap_conv`).
+- ``impl="taps"``: the conv as a sum over its kernel taps (1x1 convs, and dilated convs whose
+  taps mostly read padding, as GEMMs of in-bounds views; depthwise convs as per-tap
+  multiply-adds) where that measured faster on CPU, else ``"xla"`` (see `_tap_conv`).
 
 ``impl="auto"`` picks by measurement (benchmarks/ops.py, benchmarks/RESULTS.md): ``"taps"`` on
 CPU; ``"xla"`` elsewhere until a GPU/TPU measurement says otherwise. ``"space_to_batch"`` lost
@@ -132,7 +132,7 @@ def atrous_conv2d(
         kernel, rates, pads = _drop_dead_taps(kernel, rates, pads, x.shape[1:3])
     if impl == "space_to_batch" and max(rates) > 1:
         return _space_to_batch_conv(x, kernel, rates, pads, groups, precision)
-    if impl == "taps" and use_tap_conv(kernel.shape, x.shape[-1], groups, rates, strides):
+    if impl == "taps" and use_tap_conv(x.shape, kernel.shape, groups, rates, strides, pads):
         return tap_conv(x, kernel, rates, strides, pads, groups, precision)
     return lax.conv_general_dilated(
         x,
