@@ -9,7 +9,7 @@ import pytest
 from jax import lax
 
 from jaxseg.ops import atrous_conv2d
-from jaxseg.ops._tap_conv import REGION_MAX_LIVE_FRACTION, _live_fraction
+from jaxseg.ops._tap_conv import REGION_MAX_LIVE_FRACTION, _region_stats
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 DIMS = ("NHWC", "HWIO", "NHWC")
@@ -87,7 +87,10 @@ def test_taps_rewrites_only_where_measured_faster():
     assert "conv_general_dilated" not in prims((1, 8, 8, 4), (3, 3, 1, 4), feature_group_count=4)
     # Rate 5 on 8x8: a third of the (output, tap) pairs in bounds, so one GEMM per region.
     assert "conv_general_dilated" not in prims((1, 8, 8, 4), (3, 3, 4, 2), rate=5)
-    # Rate 2 on 8x8 (69% in bounds) and undilated dense 3x3: XLA's conv measured faster.
+    # Rate 24 on 65x65: 57% in bounds, bands of 17-24 pixels: regions. Rate 6 on 16x16: 56%
+    # in bounds but bands of 4-6 pixels; rate 2 on 8x8 (69% in bounds); undilated: XLA.
+    assert "conv_general_dilated" not in prims((1, 65, 65, 4), (3, 3, 4, 2), rate=24)
+    assert "conv_general_dilated" in prims((1, 16, 16, 4), (3, 3, 4, 2), rate=6)
     assert "conv_general_dilated" in prims((1, 8, 8, 4), (3, 3, 4, 2), rate=2)
     assert "conv_general_dilated" in prims((1, 8, 8, 4), (3, 3, 4, 2))
 
@@ -131,7 +134,7 @@ def test_mostly_padding_dilated_convs_go_by_region_and_match_lax_conv(x_hw, kern
     channels = 16
     x = _rand((2, *x_hw, channels), 0)
     k = _rand((*kernel_hw, channels, 5), 1) / channels
-    live = _live_fraction(x.shape, k.shape, rates, pads)
+    live, _ = _region_stats(x.shape, k.shape, rates, pads)
     assert live == pytest.approx(_numpy_live_fraction(x_hw, kernel_hw, rates, pads))
     assert live <= REGION_MAX_LIVE_FRACTION  # so these exercise the region split
 
@@ -157,5 +160,6 @@ def test_mostly_padding_dilated_convs_go_by_region_and_match_lax_conv(x_hw, kern
 def test_live_fraction_of_deeplab_aspp_at_a_16x16_map():
     # Rate 12 on 16 rows: rows 0-3 read taps {centre, below}, 4-11 the centre only, 12-15
     # {above, centre}: (4*2 + 8*1 + 4*2) / (16*3) = 1/2 per axis. Rate 6: (6*2+4*3+6*2)/48.
-    assert _live_fraction((4, 16, 16, 8), (3, 3, 8, 8), (12, 12), ((12, 12),) * 2) == 0.25
-    assert _live_fraction((4, 16, 16, 8), (3, 3, 8, 8), (6, 6), ((6, 6),) * 2) == 0.75**2
+    # The thinnest bands: 4 rows at rate 12, 4 (rows 6-9) at rate 6.
+    assert _region_stats((4, 16, 16, 8), (3, 3, 8, 8), (12, 12), ((12, 12),) * 2) == (0.25, 4)
+    assert _region_stats((4, 16, 16, 8), (3, 3, 8, 8), (6, 6), ((6, 6),) * 2) == (0.75**2, 4)

@@ -9,7 +9,7 @@ builds from convolutions with batch and space moved into the feature dimensions,
   outputs: XLA computes over the padded input, its time growing with the rate. Here the output
   is cut into the (at most 3x3) regions over which the same taps are in bounds, and each region
   is one im2col GEMM of only those taps: only the useful FLOPs (`_region_conv`; DeepLab's ASPP
-  rate 12 on a 16x16 map, rate 18 on 33x33 and rate 36 on 65x65: 3-4.7x faster than XLA);
+  rate 12 on a 16x16 map, rate 18 on 33x33 and rate 36 on 65x65: 3.4-5x faster than XLA);
 - depthwise convs: a multiply-add per tap, elementwise (4.5-11x faster; XLA's grouped conv and
   its gradients are the slowest ops of an Xception or MobileNet on CPU).
 
@@ -24,11 +24,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-# Measured (fwd+bwd, region split against XLA's conv): at most half of the (output, tap) pairs
-# in bounds, the split won every time (0.26-0.87x at 64-2048 channels, 16x16 to 65x65 maps);
-# at 0.56-0.57 it went either way (0.51-0.94x at 33x33 and 65x65, 1.5x slower on 16x16 at rate
-# 6, where thin regions make small GEMMs).
+# Measured (fwd+bwd, region split against XLA's conv): with at most half of the (output, tap)
+# pairs in bounds the split won every time (0.26-0.87x at 64-2048 channels, 16x16 to 65x65
+# maps). At 0.56-0.57 it won where every region was at least 8 pixels across (0.51-0.94x:
+# rate 12 on 33x33, 24 on 65x65) and lost 1.5x with 4-6 pixel bands (rate 6 on 16x16: small
+# GEMMs).
 REGION_MAX_LIVE_FRACTION = 0.5
+REGION_WIDE_MAX_LIVE_FRACTION, REGION_WIDE_MIN_BAND = 0.6, 8
 
 
 def use_tap_conv(x_shape, kernel_shape, groups: int, rates, strides, pads) -> bool:
@@ -43,7 +45,10 @@ def use_tap_conv(x_shape, kernel_shape, groups: int, rates, strides, pads) -> bo
         return True
     if max(rates) == 1 or max(strides) > 1:
         return False
-    return _live_fraction(x_shape, kernel_shape, rates, pads) <= REGION_MAX_LIVE_FRACTION
+    live, thinnest = _region_stats(x_shape, kernel_shape, rates, pads)
+    return live <= REGION_MAX_LIVE_FRACTION or (
+        live <= REGION_WIDE_MAX_LIVE_FRACTION and thinnest >= REGION_WIDE_MIN_BAND
+    )
 
 
 def tap_conv(x, kernel, rates, strides, pads, groups: int, precision=None) -> jax.Array:
@@ -103,14 +108,16 @@ def _out_size(size: int, pads: tuple[int, int], k: int, rate: int) -> int:
     return size + pads[0] + pads[1] - (k - 1) * rate
 
 
-def _live_fraction(x_shape, kernel_shape, rates, pads) -> float:
-    """Share of the stride-1 im2col (outputs x taps) that reads real pixels, not padding."""
-    fraction = 1.0
+def _region_stats(x_shape, kernel_shape, rates, pads) -> tuple[float, int]:
+    """Stride 1: the share of (output pixel, tap) pairs that read real pixels, not padding, and
+    the thinnest band of `_region_conv`'s regions (pixels across)."""
+    fraction, thinnest = 1.0, max(x_shape[1:3])
     for size, k, rate, pad in zip(x_shape[1:3], kernel_shape[:2], rates, pads, strict=True):
         out = _out_size(size, pad, k, rate)
-        live = sum((b - a) * len(taps) for a, b, taps in _axis_bands(size, pad[0], k, rate, out))
-        fraction *= live / (out * k)
-    return fraction
+        bands = _axis_bands(size, pad[0], k, rate, out)
+        fraction *= sum((b - a) * len(taps) for a, b, taps in bands) / (out * k)
+        thinnest = min(thinnest, *(b - a for a, b, _ in bands))
+    return fraction, thinnest
 
 
 def _region_conv(x, kernel, rates, pads, precision) -> jax.Array:
