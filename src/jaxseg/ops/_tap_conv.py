@@ -124,7 +124,8 @@ def _region_conv(x, kernel, rates, pads, precision) -> jax.Array:
     """Stride-1 conv as one im2col GEMM per region of the output with the same in-bounds taps.
 
     Each region reads only in-bounds slices (no padding, no zero columns), so the FLOPs are the
-    useful ones; up to 3x3 regions for a 3x3 kernel (edge, middle, edge bands per axis).
+    useful ones; a 3x3 kernel with SAME padding makes at most 3x3 regions (edge, middle and edge
+    bands per axis).
     """
     kh, kw, _, out_channels = kernel.shape
     (rh, rw), ((top, _), (left, _)) = rates, pads
