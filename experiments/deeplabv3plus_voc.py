@@ -54,9 +54,6 @@ from jaxseg import experiment
 from jaxseg.models import DeepLabV3Plus
 from jaxseg.nn import BatchNorm
 
-DATASET = "voc_segmentation"
-preprocess = experiment.preprocess  # the input normalisation, for jaxseg.predict
-
 
 def get_config() -> ml_collections.ConfigDict:
     config = experiment.base_config()
@@ -125,5 +122,19 @@ def build_model(config: ml_collections.ConfigDict) -> DeepLabV3Plus:
     )
 
 
+EXPERIMENT = experiment.Experiment(
+    file=__file__,
+    get_config=get_config,
+    demo_config=demo_config,
+    model=build_model,
+    train_model=build_model,
+    loss=experiment.cross_entropy,
+    batch_transform=None,
+    dataset=experiment.dataset_info,
+    normalize=experiment.normalize,
+    initialize=experiment.init_from_pretrained,
+    eval_settings=("model.output_stride",),
+)
+
 if __name__ == "__main__":
-    experiment.main(get_config, build_model, demo_config=demo_config, doc=__doc__)
+    experiment.main(EXPERIMENT)

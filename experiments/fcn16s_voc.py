@@ -1,6 +1,5 @@
-"""FCN-16s (Long, Shelhamer & Darrell, CVPR 2015) on PASCAL VOC: VGG16 made fully convolutional
-(fc6 = 7x7 conv 4096, fc7 = 1x1 conv 4096, score_fr = 1x1 to classes), score_fr upsampled x2
-(learned, bilinear init) + score_pool4 (zero init), then x16.
+"""FCN-16s (Long, Shelhamer & Darrell, CVPR 2015) on PASCAL VOC: FCN-32s' VGG16 net with its
+score_fr upsampled x2 (learned, bilinear init) + score_pool4 (zero init), then x16.
 
 Paper setting (train_aug, prepared once from the VOC + SBD archives, see README):
 
@@ -9,90 +8,32 @@ Paper setting (train_aug, prepared once from the VOC + SBD archives, see README)
         --config.manual_dir=/data/voc_manual            # first run only: builds the dataset
     python experiments/fcn16s_voc.py --workdir runs/fcn16s_voc --mode=eval
 
-Recipe (REFERENCE.md, the reference Caffe solvers): batch 1, whole images (crop 512 pads every
-VOC image, padding is ignored), no augmentation, SGD momentum 0.99, weight decay 5e-4, fixed
-learning rate, 100k steps, Caffe VGG16 inputs (BGR, mean subtracted; Keras' VGG16 file holds
-those weights, fc1/fc2 included). The reference sums the loss over pixels with LR 1e-10; this
-code averages it over valid pixels, whose gradient is 1/N of the sum's, so the same steps take
-LR 1e-10 x N with N ~ 500 x 375 = 1.9e5 pixels per image: 2e-5.
+Quick start: `python experiments/fcn16s_voc.py --demo`.
 
 Published (VOC2011 seg11valid, pixel acc. / mean acc. / mean IoU / f.w. IoU): 90.0 / 75.7 / 62.4
 / 83.0. Expected here (VOC 2012 val, train_aug) with ImageNet VGG16: about the same mean IoU.
 
-Deviations: SAME padding with every map aligned to the input instead of the reference's
-100-pixel input pad and fixed crops (`--config.model.faithful_padding=True` restores them);
-FCN-16s/8s are trained at once from VGG16 (zero-initialised skip scores) instead of being
-fine-tuned from the coarser net with LR 1e-12 / 1e-14; no doubled bias learning rate; trained
-on VOC2012 train_aug, evaluated on VOC2012 val (the paper: SBD train, seg11valid).
-
---demo changes: generated data (300/100 scenes, 21 classes), crop 96, batch 4 (VGG16 is heavy
-for a CPU), fc6/fc7 with 256 channels, Adam at 2e-4 for 300 steps instead of SGD (a VGG16
-without BatchNorm trained from scratch barely moves with SGD in so few steps), float32.
+Recipe, deviations and --demo changes: those of `fcn32s_voc.py`, whose config this file
+imports; only the model differs. The skip scores are trained at once from VGG16 instead of
+fine-tuning the coarser net (LR 1e-12 for FCN-16s, 1e-14 for FCN-8s in the reference).
 """
 
+import dataclasses
+
+import fcn32s_voc as fcn32s  # the base experiment, next to this file
 import ml_collections
 
 from jaxseg import experiment
 from jaxseg.models import FCN16s
 
-DATASET = "voc_segmentation"
-preprocess = experiment.preprocess  # the input normalisation, for jaxseg.predict
-
-
-def get_config() -> ml_collections.ConfigDict:
-    config = experiment.base_config()
-    config.dataset = "voc_segmentation/2012_aug"
-    config.num_classes = 21
-    config.crop_size = 512
-    config.train_scales = (1.0,)
-    config.flip = False
-    config.normalization = "caffe_bgr"
-    config.pretrained_model = "vgg16"
-    config.batch_size = 1
-    config.eval_batch_size = 1
-    config.num_train_steps = 100_000
-    config.eval_every = 4_000
-    config.checkpoint_every = 4_000
-    config.optimizer.learning_rate = 2e-5
-    config.optimizer.schedule = "constant"
-    config.optimizer.momentum = 0.99
-    config.optimizer.weight_decay = 5e-4
-    config.model = ml_collections.ConfigDict(
-        dict(
-            fc_features=4096,
-            dropout_rate=0.5,
-            faithful_padding=False,
-            learnable_final_upsampling=False,
-            dtype="bfloat16",
-        )
-    )
-    return config
-
-
-def demo_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    config = experiment.demo_defaults(config)
-    config.crop_size = 96
-    config.batch_size = 4
-    config.eval_batch_size = 4
-    config.num_train_steps = 300
-    config.optimizer.name = "adam"
-    config.optimizer.learning_rate = 2e-4
-    config.optimizer.weight_decay = 0.0
-    config.model.fc_features = 256
-    return config
-
 
 def build_model(config: ml_collections.ConfigDict) -> FCN16s:
-    m = config.model
-    return FCN16s(
-        num_classes=config.num_classes,
-        fc_features=m.fc_features,
-        dropout_rate=m.dropout_rate,
-        faithful_padding=m.faithful_padding,
-        learnable_final_upsampling=m.learnable_final_upsampling,
-        dtype=experiment.compute_dtype(m.dtype),
-    )
+    return fcn32s.fcn_model(FCN16s, config)
 
+
+EXPERIMENT = dataclasses.replace(
+    fcn32s.EXPERIMENT, file=__file__, model=build_model, train_model=build_model
+)
 
 if __name__ == "__main__":
-    experiment.main(get_config, build_model, demo_config=demo_config, doc=__doc__)
+    experiment.main(EXPERIMENT)

@@ -19,6 +19,8 @@ LR 1e-10 x N with N ~ 500 x 375 = 1.9e5 pixels per image: 2e-5.
 Published (VOC2011 seg11valid, pixel acc. / mean acc. / mean IoU / f.w. IoU): 89.1 / 73.3 / 59.4
 / 81.4. Expected here (VOC 2012 val, train_aug) with ImageNet VGG16: about the same mean IoU.
 
+FCN-16s and FCN-8s (`fcn16s_voc.py`, `fcn8s_voc.py`) import this file and change only the model.
+
 Deviations: SAME padding with every map aligned to the input instead of the reference's
 100-pixel input pad and fixed crops (`--config.model.faithful_padding=True` restores them);
 FCN-16s/8s are trained at once from VGG16 (zero-initialised skip scores) instead of being
@@ -30,13 +32,11 @@ for a CPU), fc6/fc7 with 256 channels, Adam at 2e-4 for 300 steps instead of SGD
 without BatchNorm trained from scratch barely moves with SGD in so few steps), float32.
 """
 
+import flax.linen as nn
 import ml_collections
 
 from jaxseg import experiment
 from jaxseg.models import FCN32s
-
-DATASET = "voc_segmentation"
-preprocess = experiment.preprocess  # the input normalisation, for jaxseg.predict
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -82,9 +82,10 @@ def demo_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return config
 
 
-def build_model(config: ml_collections.ConfigDict) -> FCN32s:
+def fcn_model(model_class: type[nn.Module], config: ml_collections.ConfigDict) -> nn.Module:
+    """`model_class` (FCN32s, FCN16s or FCN8s) with this config's settings."""
     m = config.model
-    return FCN32s(
+    return model_class(
         num_classes=config.num_classes,
         fc_features=m.fc_features,
         dropout_rate=m.dropout_rate,
@@ -94,5 +95,23 @@ def build_model(config: ml_collections.ConfigDict) -> FCN32s:
     )
 
 
+def build_model(config: ml_collections.ConfigDict) -> FCN32s:
+    return fcn_model(FCN32s, config)
+
+
+EXPERIMENT = experiment.Experiment(
+    file=__file__,
+    get_config=get_config,
+    demo_config=demo_config,
+    model=build_model,
+    train_model=build_model,
+    loss=experiment.cross_entropy,
+    batch_transform=None,
+    dataset=experiment.dataset_info,
+    normalize=experiment.normalize,
+    initialize=experiment.init_from_pretrained,
+    eval_settings=(),
+)
+
 if __name__ == "__main__":
-    experiment.main(get_config, build_model, demo_config=demo_config, doc=__doc__)
+    experiment.main(EXPERIMENT)

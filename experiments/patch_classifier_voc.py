@@ -42,9 +42,6 @@ import numpy as np
 from jaxseg import experiment
 from jaxseg.models import PatchClassifier
 
-DATASET = "voc_segmentation"
-preprocess = experiment.preprocess  # the input normalisation, for jaxseg.predict
-
 
 def get_config() -> ml_collections.ConfigDict:
     config = experiment.base_config()
@@ -177,12 +174,19 @@ def sample_patches(config: ml_collections.ConfigDict, batch: dict, step: int) ->
     }
 
 
+EXPERIMENT = experiment.Experiment(
+    file=__file__,
+    get_config=get_config,
+    demo_config=demo_config,
+    model=build_model,
+    train_model=build_train_model,
+    loss=experiment.cross_entropy,
+    batch_transform=sample_patches,
+    dataset=experiment.dataset_info,
+    normalize=experiment.normalize,
+    initialize=experiment.init_from_pretrained,
+    eval_settings=(),
+)
+
 if __name__ == "__main__":
-    experiment.main(
-        get_config,
-        build_model,
-        demo_config=demo_config,
-        doc=__doc__,
-        build_train_model=build_train_model,
-        batch_fn=sample_patches,
-    )
+    experiment.main(EXPERIMENT)

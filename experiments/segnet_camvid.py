@@ -35,9 +35,6 @@ from jaxseg import experiment, losses
 from jaxseg.models import SegNet
 from jaxseg.nn import BatchNorm
 
-DATASET = "camvid"
-preprocess = experiment.preprocess  # the input normalisation, for jaxseg.predict
-
 # Median-frequency balancing weights for SegNet's 11 CamVid classes (SegNet-Tutorial's
 # segnet_train.prototxt): sky, building, pole, road, sidewalk, tree, sign, fence, car,
 # pedestrian, bicyclist.
@@ -104,7 +101,19 @@ def make_loss(config: ml_collections.ConfigDict):
     return functools.partial(losses.softmax_cross_entropy, ignore_label=255, class_weights=weights)
 
 
+EXPERIMENT = experiment.Experiment(
+    file=__file__,
+    get_config=get_config,
+    demo_config=demo_config,
+    model=build_model,
+    train_model=build_model,
+    loss=make_loss,
+    batch_transform=None,
+    dataset=experiment.dataset_info,
+    normalize=experiment.normalize,
+    initialize=experiment.init_from_pretrained,
+    eval_settings=(),
+)
+
 if __name__ == "__main__":
-    experiment.main(
-        get_config, build_model, demo_config=demo_config, doc=__doc__, make_loss=make_loss
-    )
+    experiment.main(EXPERIMENT)

@@ -43,9 +43,6 @@ from jaxseg import experiment, losses, train
 from jaxseg.data.label_tables import PET_CLASS_NAMES
 from jaxseg.models import UNet, unet_valid_input_size, unet_valid_output_size
 
-DATASET = "oxford_iiit_pet"
-preprocess = experiment.preprocess  # the input normalisation, for jaxseg.predict
-
 
 def get_config() -> ml_collections.ConfigDict:
     config = experiment.base_config()
@@ -165,12 +162,19 @@ def dataset_info(config: ml_collections.ConfigDict):
     return experiment.foreground_dataset_info(config, PET_CLASS_NAMES)
 
 
+EXPERIMENT = experiment.Experiment(
+    file=__file__,
+    get_config=get_config,
+    demo_config=demo_config,
+    model=build_model,
+    train_model=build_model,
+    loss=experiment.cross_entropy,
+    batch_transform=add_border_weights,
+    dataset=dataset_info,
+    normalize=experiment.normalize,
+    initialize=experiment.init_from_pretrained,
+    eval_settings=(),
+)
+
 if __name__ == "__main__":
-    experiment.main(
-        get_config,
-        build_model,
-        demo_config=demo_config,
-        doc=__doc__,
-        batch_fn=add_border_weights,
-        dataset_info_fn=dataset_info,
-    )
+    experiment.main(EXPERIMENT)

@@ -1,5 +1,6 @@
 """jaxseg.metrics against hand-computed values, numpy loops and tf.math.confusion_matrix."""
 
+import functools
 import math
 
 import jax
@@ -14,7 +15,12 @@ from jaxseg import metrics
 tf.config.set_visible_devices([], "GPU")
 
 # One compiled program per call instead of op-by-op dispatch: keeps the file fast on 2 cores.
-_jit_cm = jax.jit(metrics.confusion_matrix, static_argnames=("num_classes", "ignore_label"))
+# The [C + 1, C + 1] form with the out-of-range row and column, as evaluation keeps it.
+_jit_cm = jax.jit(
+    functools.partial(metrics.confusion_matrix, out_of_range=True),
+    static_argnames=("num_classes", "ignore_label"),
+)
+OOR = {"out_of_range": True}
 
 
 # -- independent references: explicit loops over a [C + 1, C + 1] matrix ----------------------
@@ -66,13 +72,13 @@ def test_hand_computed_two_classes():
     # class 0: pixels (0,0)->0, (0,1)->1, (1,0)->0 ; class 1: (0,2)->1, (0,3)->1, (1,2)->0, (1,3)->1
     np.testing.assert_array_equal(cm, [[2, 1, 0], [1, 3, 0], [0, 0, 0]])
     assert cm.dtype == np.int32
-    assert metrics.pixel_accuracy(cm) == pytest.approx(5 / 7)
-    assert metrics.mean_pixel_accuracy(cm) == pytest.approx((2 / 3 + 3 / 4) / 2)
-    miou, iou = metrics.mean_iou(cm)
+    assert metrics.pixel_accuracy(cm, **OOR) == pytest.approx(5 / 7)
+    assert metrics.mean_pixel_accuracy(cm, **OOR) == pytest.approx((2 / 3 + 3 / 4) / 2)
+    miou, iou = metrics.mean_iou(cm, **OOR)
     # IoU_0 = 2 / (3 + 3 - 2) = 1/2 ; IoU_1 = 3 / (4 + 4 - 3) = 3/5
     np.testing.assert_allclose(iou, [0.5, 0.6])
     assert miou == pytest.approx(0.55)
-    assert metrics.frequency_weighted_iou(cm) == pytest.approx((3 * 0.5 + 4 * 0.6) / 7)
+    assert metrics.frequency_weighted_iou(cm, **OOR) == pytest.approx((3 * 0.5 + 4 * 0.6) / 7)
 
 
 def test_matches_tf_confusion_matrix_on_random_data():
@@ -101,7 +107,7 @@ def test_out_of_range_labels_and_predictions_are_counted_not_dropped():
     np.testing.assert_array_equal(cm[3], [1, 1, 1, 0])
     assert cm[1, 3] == 1 and cm.sum() == 5
 
-    summary = metrics.summarize(cm, ["bg", "cat", "dog"])
+    summary = metrics.summarize(cm, ["bg", "cat", "dog"], **OOR)
     assert summary["out_of_range_pixels"] == 3
     assert summary["out_of_range_predictions"] == 1
     assert summary["num_pixels"] == 2
@@ -151,7 +157,7 @@ def test_jit_over_batch_sharded_on_eight_devices_matches_numpy():
 
     sharding = NamedSharding(Mesh(np.array(devices), ("data",)), PartitionSpec("data"))
     args = [jax.device_put(x, sharding) for x in (labels, preds, mask)]
-    step = jax.jit(lambda lab, pred, m: metrics.confusion_matrix(lab, pred, 6, mask=m))
+    step = jax.jit(lambda lab, p, m: metrics.confusion_matrix(lab, p, 6, mask=m, **OOR))
     cm = np.asarray(step(*args))
     np.testing.assert_array_equal(cm, _ref_counts(labels[:6], preds[:6], 6))
     assert cm[6].sum() == 3
@@ -179,22 +185,22 @@ def test_scores_match_loop_reference_on_random_matrices(seed):
     cm[5, :] = 0  # class 5 absent from labels and predictions
     cm[:, 5] = 0
     ref = _ref_scores(cm)
-    assert metrics.pixel_accuracy(cm) == pytest.approx(ref["pa"])
-    assert metrics.mean_pixel_accuracy(cm) == pytest.approx(ref["mpa"])
-    miou, iou = metrics.mean_iou(cm)
+    assert metrics.pixel_accuracy(cm, **OOR) == pytest.approx(ref["pa"])
+    assert metrics.mean_pixel_accuracy(cm, **OOR) == pytest.approx(ref["mpa"])
+    miou, iou = metrics.mean_iou(cm, **OOR)
     assert miou == pytest.approx(ref["miou"])
     np.testing.assert_allclose(iou, ref["iou"])  # NaNs compare equal here
-    assert metrics.frequency_weighted_iou(cm) == pytest.approx(ref["fw"])
+    assert metrics.frequency_weighted_iou(cm, **OOR) == pytest.approx(ref["fw"])
     assert iou[3] == 0.0 and math.isnan(iou[5])
     # scores also accept a device array
-    assert metrics.pixel_accuracy(jnp.asarray(cm, jnp.int32)) == pytest.approx(ref["pa"])
+    assert metrics.pixel_accuracy(jnp.asarray(cm, jnp.int32), **OOR) == pytest.approx(ref["pa"])
 
 
 def test_absent_class_excluded_from_means_and_named():
     labels = np.array([[[0, 0, 2, 2]]], np.int32)
     preds = np.array([[[0, 2, 2, 2]]], np.int32)
     cm = _jit_cm(labels, preds, num_classes=3)
-    summary = metrics.summarize(cm, ["bg", "person", "car"])
+    summary = metrics.summarize(cm, ["bg", "person", "car"], **OOR)
     assert summary["absent_classes"] == ["person"]
     assert math.isnan(summary["iou"]["person"])
     # IoU_bg = 1 / 2, IoU_car = 2 / 3; the mean is over two classes, not three
@@ -216,7 +222,7 @@ def test_absent_class_excluded_from_means_and_named():
 
 def test_empty_matrix_gives_nan_not_errors():
     cm = np.zeros((4, 4), np.int64)
-    summary = metrics.summarize(cm)
+    summary = metrics.summarize(cm, **OOR)
     assert math.isnan(summary["miou"]) and math.isnan(summary["pixel_accuracy"])
     assert summary["absent_classes"] == ["0", "1", "2"]
     metrics.format_table(summary)
@@ -258,5 +264,41 @@ def test_bad_input_raises_value_error_naming_argument(labels, preds, kwargs, mat
 def test_bad_matrix_and_names():
     with pytest.raises(ValueError, match="cm"):
         metrics.mean_iou(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="cm"):
+        metrics.mean_iou(np.zeros((1, 1)), **OOR)
     with pytest.raises(ValueError, match="class_names"):
         metrics.summarize(np.zeros((3, 3), np.int64), ["a"])
+    with pytest.raises(ValueError, match="class_names"):
+        metrics.summarize(np.zeros((3, 3), np.int64), ["a", "b", "c"], **OOR)
+
+
+# -- the standard [C, C] matrix (scikit-learn's layout) -----------------------------------------
+
+
+def test_standard_matrix_scores_are_the_textbook_ones():
+    """A plain [C, C] matrix (rows truth, columns prediction, as sklearn.metrics.
+    confusion_matrix returns) scored against hand-computed numbers."""
+    cm = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 4]])
+    # IoU_i = n_ii / (row_i + col_i - n_ii): 5/(6+7-5), 3/(6+4-3), 4/(4+5-4)
+    iou = [5 / 8, 3 / 7, 4 / 5]
+    miou, got = metrics.mean_iou(cm)
+    np.testing.assert_allclose(got, iou)
+    assert miou == pytest.approx(np.mean(iou))
+    assert metrics.pixel_accuracy(cm) == pytest.approx(12 / 16)
+    assert metrics.mean_pixel_accuracy(cm) == pytest.approx((5 / 6 + 3 / 6 + 4 / 4) / 3)
+    assert metrics.frequency_weighted_iou(cm) == pytest.approx(
+        (6 * 5 / 8 + 6 * 3 / 7 + 4 * 4 / 5) / 16
+    )
+    summary = metrics.summarize(cm, ["a", "b", "c"])
+    assert summary["miou"] == pytest.approx(np.mean(iou))
+    assert summary["num_pixels"] == 16 and summary["out_of_range_pixels"] == 0
+    # The last class is a class, not bookkeeping: dropping it would give another mIoU.
+    assert metrics.mean_iou(np.pad(cm, ((0, 1), (0, 1))), **OOR)[0] == pytest.approx(miou)
+
+
+def test_default_confusion_matrix_is_c_by_c_and_drops_out_of_range():
+    labels = np.array([[[0, 1, 2, 7, 255, 1]]], np.int32)
+    preds = np.array([[[0, 2, 2, 1, 0, 9]]], np.int32)
+    cm = np.asarray(jax.jit(metrics.confusion_matrix, static_argnums=2)(labels, preds, 3))
+    # pairs (0,0), (1,2), (2,2); label 7, ignore 255 and prediction 9 are not counted
+    np.testing.assert_array_equal(cm, [[1, 0, 0], [0, 0, 1], [0, 0, 1]])

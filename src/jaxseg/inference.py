@@ -4,8 +4,9 @@ All functions take an `apply_fn(images [B, h, w, 3] float32) -> logits [B, h, w,
 `jax.jit(lambda x: model.apply(variables, x, train=False))` built once by the caller, and call
 it only on a few fixed shapes, so that the network compiles once per *bucket*, not per image:
 
-- whole image: the image is padded (bottom/right) to a bucket, a multiple of 32 or the next
-  size from a list such as `(513,)` (`bucket_size`), and the logits are cropped back;
+- whole image (`whole_image_logits`): the image is padded (bottom/right) to a bucket, a
+  multiple of 32 or the next size from a list such as `(513,)` (`bucket_size`), and the
+  logits are cropped back;
 - sliding window: every window has the crop shape and windows go through in fixed-size batches
   (the last batch is filled with blank windows whose logits are dropped);
 - test-time scales and flips: bilinear resizing and mirroring are matrix products with
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxseg.ops import bilinear_resize_matrix
+from jaxseg.ops import bilinear_resize_matrix, resize_bilinear
 
 ApplyFn = Callable[[jax.Array], jax.Array]
 Bucket = int | Sequence[int] | None
@@ -83,6 +84,35 @@ def _pad_bottom_right(
 
 
 def predict_logits(
+    apply_fn: Callable[..., jax.Array],
+    variables: Mapping,
+    images: jax.Array,
+    size: tuple[int, int] | None = None,
+    *,
+    align_corners: bool = False,
+) -> jax.Array:
+    """The network's eval-mode logits at label resolution (jit-able; the one path used by the
+    eval step, test-time augmentation, prediction and export).
+
+    Args:
+      apply_fn: the module's `apply`, called as `apply_fn(variables, images, train=False)`.
+      variables: `{"params": ..., "batch_stats": ...}`.
+      images: `[B, H, W, 3]` network input (already normalised).
+      size: the labels' `(H', W')`; logits of another size are resized bilinearly to it (labels
+        are never resized: evaluation is at native label resolution). None: as the network
+        returns them.
+      align_corners: resize convention (True for TF1 DeepLab's 513 = 32k + 1 sizes).
+
+    Returns:
+      float32 `[B, H', W', C]` logits.
+    """
+    logits = apply_fn(variables, images, train=False).astype(jnp.float32)
+    if size is not None and logits.shape[1:3] != tuple(size):
+        logits = resize_bilinear(logits, size, align_corners=align_corners)
+    return logits
+
+
+def whole_image_logits(
     apply_fn: ApplyFn,
     images: np.ndarray | jax.Array,
     *,

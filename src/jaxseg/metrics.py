@@ -1,17 +1,23 @@
 """Segmentation metrics: an exact confusion matrix on device, scores from it on the host.
 
-The confusion matrix is the only thing evaluation accumulates. It has one extra row and one
-extra column beyond the classes, so that nothing is silently dropped or wrapped:
+The confusion matrix is the only thing evaluation accumulates. Rows are ground truth, columns
+predictions, as in scikit-learn: `cm[i, j]` counts pixels of class i predicted as class j. The
+scores take that standard `[C, C]` matrix.
+
+Evaluation keeps one more row and column (`out_of_range=True`), so that nothing is silently
+dropped or wrapped:
 
     cm[i, j]  (i, j < C)  pixels of ground-truth class i predicted as class j
     cm[i, C]              pixels of class i whose prediction is outside [0, C)
     cm[C, j], cm[C, C]    pixels whose *label* is outside [0, C) and is not the ignore label
 
-so `cm` has shape `[C + 1, C + 1]`. Ignore-labelled pixels (and pixels masked out, e.g. the
-padding of the last eval batch) are not counted anywhere.
+so that `cm` has shape `[C + 1, C + 1]`; pass `out_of_range=True` to the scores and `summarize`
+with such a matrix. Ignore-labelled pixels (and pixels masked out, e.g. the padding of the last
+eval batch) are not counted anywhere.
 
-Scores follow FCN (Long et al., 2015), with n_ij = cm[i, j] and t_i = sum_j cm[i, j] over all
-C + 1 columns (a valid pixel with an out-of-range prediction is a miss for its class):
+Scores follow FCN (Long et al., 2015), with n_ij = cm[i, j] and t_i = sum_j cm[i, j] (with
+`out_of_range`, over all C + 1 columns: a valid pixel with an out-of-range prediction is a miss
+for its class):
 
     pixel accuracy          sum_i n_ii / sum_i t_i
     mean pixel accuracy     mean over classes with t_i > 0 of n_ii / t_i
@@ -39,6 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxseg.labels import IGNORE_LABEL
+
 __all__ = [
     "accumulate",
     "confusion_matrix",
@@ -55,24 +63,29 @@ def confusion_matrix(
     labels: ArrayLike,
     predictions: ArrayLike,
     num_classes: int,
-    ignore_label: int | None = 255,
+    ignore_label: int | None = IGNORE_LABEL,
     mask: ArrayLike | None = None,
+    *,
+    out_of_range: bool = False,
 ) -> jax.Array:
     """Counts (label, prediction) pairs exactly; jit-able, static output shape.
 
     Args:
       labels: `[B, H, W]` integer ground truth. `ignore_label` pixels are not counted; other
-        values outside `[0, num_classes)` are counted in the last row.
+        values outside `[0, num_classes)` are counted in the last row (`out_of_range`), or not
+        at all.
       predictions: `[B, H, W]` integer predicted classes (e.g. `argmax(logits, -1)`). Values
-        outside `[0, num_classes)` are counted in the last column.
+        outside `[0, num_classes)` are counted in the last column (`out_of_range`), or not at
+        all.
       num_classes: static number of classes C >= 1.
       ignore_label: label value that is not counted; None counts every pixel.
       mask: optional `[B]` (per example, e.g. padding of the last batch) or `[B, H, W]` bool or
         integer validity; pixels where it is False/0 are not counted.
+      out_of_range: keep the extra row and column (see the module docstring).
 
     Returns:
-      `[C + 1, C + 1]` int32 matrix, rows = ground truth, columns = prediction (see module
-      docstring for the extra row and column). Under jit with a batch sharded over devices the
+      int32 `[C, C]` matrix, rows = ground truth, columns = prediction; `[C + 1, C + 1]` with
+      `out_of_range`. Under jit with a batch sharded over devices the
       result is the global count; nothing more needs summing across devices.
     """
     labels = _as_int_map(labels, "labels")
@@ -103,18 +116,19 @@ def confusion_matrix(
     # indexing, and the scatter-add is integer so counts are exact.
     flat = jnp.where(counted, row * side + col, side * side)
     counts = jnp.bincount(flat.reshape(-1), length=side * side + 1)
-    return counts[: side * side].reshape(side, side).astype(jnp.int32)
+    cm = counts[: side * side].reshape(side, side).astype(jnp.int32)
+    return cm if out_of_range else cm[:num_classes, :num_classes]
 
 
 def accumulate(total: np.ndarray | None, cm: ArrayLike) -> np.ndarray:
     """Adds a confusion matrix to a host-side int64 running total.
 
     Args:
-      total: `[C + 1, C + 1]` int64 running sum, or None to start one.
-      cm: `[C + 1, C + 1]` matrix from `confusion_matrix` (device or host array).
+      total: int64 running sum, or None to start one.
+      cm: a matrix of the same shape from `confusion_matrix` (device or host array).
 
     Returns:
-      `[C + 1, C + 1]` int64 numpy array (a new array; `total` is not modified).
+      int64 numpy array (a new array; `total` is not modified).
     """
     cm = np.asarray(cm).astype(np.int64)
     if total is None:
@@ -125,67 +139,79 @@ def accumulate(total: np.ndarray | None, cm: ArrayLike) -> np.ndarray:
     return total.astype(np.int64) + cm
 
 
-def pixel_accuracy(cm: ArrayLike) -> float:
+def pixel_accuracy(cm: ArrayLike, *, out_of_range: bool = False) -> float:
     """Fraction of correctly classified valid pixels.
 
     Args:
-      cm: `[C + 1, C + 1]` confusion matrix from `confusion_matrix`.
+      cm: `[C, C]` confusion matrix (rows truth, columns prediction); `[C + 1, C + 1]` from
+        `confusion_matrix(..., out_of_range=True)` with `out_of_range`.
+      out_of_range: `cm` has the extra row and column.
 
     Returns:
       sum_i n_ii / sum_i t_i (NaN if no pixel was counted). Pixels with an out-of-range label are
       excluded; valid pixels with an out-of-range prediction count as wrong.
     """
-    n, t, _ = _parts(cm)
+    n, t, _ = _parts(cm, out_of_range)
     return _ratio(np.trace(n), t.sum())
 
 
-def mean_pixel_accuracy(cm: ArrayLike) -> float:
+def mean_pixel_accuracy(cm: ArrayLike, *, out_of_range: bool = False) -> float:
     """Mean per-class accuracy (recall) over classes present in the ground truth.
 
     Args:
-      cm: `[C + 1, C + 1]` confusion matrix from `confusion_matrix`.
+      cm: `[C, C]` confusion matrix (rows truth, columns prediction); `[C + 1, C + 1]` from
+        `confusion_matrix(..., out_of_range=True)` with `out_of_range`.
+      out_of_range: `cm` has the extra row and column.
 
     Returns:
       mean over classes with t_i > 0 of n_ii / t_i (NaN if there are none).
     """
-    return _nanmean(_class_accuracy(cm))
+    return _nanmean(_class_accuracy(cm, out_of_range))
 
 
-def mean_iou(cm: ArrayLike) -> tuple[float, np.ndarray]:
+def mean_iou(cm: ArrayLike, *, out_of_range: bool = False) -> tuple[float, np.ndarray]:
     """Mean intersection-over-union.
 
     Args:
-      cm: `[C + 1, C + 1]` confusion matrix from `confusion_matrix`.
+      cm: `[C, C]` confusion matrix (rows truth, columns prediction); `[C + 1, C + 1]` from
+        `confusion_matrix(..., out_of_range=True)` with `out_of_range`.
+      out_of_range: `cm` has the extra row and column.
 
     Returns:
       `(miou, iou)`: `iou` is a `[C]` float64 array, NaN for classes absent from both labels
       and predictions; `miou` is the mean of the non-NaN entries (NaN if there are none).
     """
-    iou = _class_iou(cm)
+    iou = _class_iou(cm, out_of_range)
     return _nanmean(iou), iou
 
 
-def frequency_weighted_iou(cm: ArrayLike) -> float:
+def frequency_weighted_iou(cm: ArrayLike, *, out_of_range: bool = False) -> float:
     """IoU averaged with weights proportional to each class's ground-truth pixel count.
 
     Args:
-      cm: `[C + 1, C + 1]` confusion matrix from `confusion_matrix`.
+      cm: `[C, C]` confusion matrix (rows truth, columns prediction); `[C + 1, C + 1]` from
+        `confusion_matrix(..., out_of_range=True)` with `out_of_range`.
+      out_of_range: `cm` has the extra row and column.
 
     Returns:
       (sum_k t_k)^-1 sum_i t_i IoU_i over classes with t_i > 0 (NaN if no pixel was counted).
     """
-    _, t, _ = _parts(cm)
-    iou = _class_iou(cm)
+    _, t, _ = _parts(cm, out_of_range)
+    iou = _class_iou(cm, out_of_range)
     labelled = t > 0  # labelled classes have union >= t_i > 0, so their IoU is a number
     return _ratio(np.sum(t[labelled] * iou[labelled]), t.sum())
 
 
-def summarize(cm: ArrayLike, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+def summarize(
+    cm: ArrayLike, class_names: Sequence[str] | None = None, *, out_of_range: bool = False
+) -> dict[str, Any]:
     """All scores of a confusion matrix as plain Python values (for logs and JSON).
 
     Args:
-      cm: `[C + 1, C + 1]` confusion matrix from `confusion_matrix` (or `accumulate`).
+      cm: `[C, C]` confusion matrix; `[C + 1, C + 1]` with `out_of_range` (as evaluation
+        accumulates it: `confusion_matrix(..., out_of_range=True)`, `accumulate`).
       class_names: C names; defaults to "0", "1", ...
+      out_of_range: `cm` has the extra row and column.
 
     Returns:
       dict with `pixel_accuracy`, `mean_pixel_accuracy`, `miou`, `fw_iou` (floats in [0, 1]);
@@ -193,9 +219,12 @@ def summarize(cm: ArrayLike, class_names: Sequence[str] | None = None) -> dict[s
       classes in neither labels nor predictions, excluded from the means);
       `out_of_range_pixels` (pixels whose label is outside [0, C) and not ignored: nonzero means
       the data or `num_classes` is wrong); `out_of_range_predictions` (valid pixels predicted
-      outside [0, C)); `num_pixels` (valid pixels scored).
+      outside [0, C)); `num_pixels` (valid pixels scored). Without `out_of_range` the two
+      out-of-range counts are 0: a `[C, C]` matrix holds none.
     """
-    full = _check_cm(cm)
+    full = _check_cm(cm, out_of_range)
+    if not out_of_range:  # the same scores, from the matrix with empty extra row and column
+        full = np.pad(full, ((0, 1), (0, 1)))
     num_classes = full.shape[0] - 1
     if class_names is None:
         class_names = [str(i) for i in range(num_classes)]
@@ -204,13 +233,13 @@ def summarize(cm: ArrayLike, class_names: Sequence[str] | None = None) -> dict[s
         raise ValueError(
             f"class_names has {len(class_names)} names but cm has {num_classes} classes"
         )
-    miou, iou = mean_iou(full)
-    accuracy = _class_accuracy(full)
+    miou, iou = mean_iou(full, out_of_range=True)
+    accuracy = _class_accuracy(full, True)
     return {
-        "pixel_accuracy": pixel_accuracy(full),
+        "pixel_accuracy": pixel_accuracy(full, out_of_range=True),
         "mean_pixel_accuracy": _nanmean(accuracy),
         "miou": miou,
-        "fw_iou": frequency_weighted_iou(full),
+        "fw_iou": frequency_weighted_iou(full, out_of_range=True),
         "iou": {name: float(v) for name, v in zip(class_names, iou, strict=True)},
         "accuracy": {name: float(v) for name, v in zip(class_names, accuracy, strict=True)},
         "absent_classes": [name for name, v in zip(class_names, iou, strict=True) if np.isnan(v)],
@@ -293,33 +322,32 @@ def _mask_to_pixels(mask: ArrayLike | None, shape: tuple[int, ...]) -> jax.Array
     return jnp.broadcast_to(mask != 0, shape)
 
 
-def _check_cm(cm: ArrayLike) -> np.ndarray:
+def _check_cm(cm: ArrayLike, out_of_range: bool) -> np.ndarray:
     cm = np.asarray(cm)
-    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] < 2:
-        raise ValueError(
-            "cm must be a [C + 1, C + 1] matrix from confusion_matrix (pad a plain [C, C] matrix "
-            f"with np.pad(cm, ((0, 1), (0, 1)))), got shape {cm.shape}"
-        )
+    smallest = 2 if out_of_range else 1
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] < smallest:
+        want = "a [C + 1, C + 1] matrix (out_of_range=True)" if out_of_range else "a [C, C] matrix"
+        raise ValueError(f"cm must be {want}, got shape {cm.shape}")
     return cm.astype(np.int64) if np.issubdtype(cm.dtype, np.integer) else cm
 
 
-def _parts(cm: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _parts(cm: ArrayLike, out_of_range: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """-> (n [C, C], t [C] ground-truth totals, p [C] prediction totals), float64."""
-    cm = _check_cm(cm).astype(np.float64)
-    num_classes = cm.shape[0] - 1
+    cm = _check_cm(cm, out_of_range).astype(np.float64)
+    num_classes = cm.shape[0] - 1 if out_of_range else cm.shape[0]
     n = cm[:num_classes, :num_classes]
     t = cm[:num_classes, :].sum(axis=1)  # includes the out-of-range prediction column: misses
     p = n.sum(axis=0)  # excludes the out-of-range label row: those pixels have no class
     return n, t, p
 
 
-def _class_accuracy(cm: ArrayLike) -> np.ndarray:
-    n, t, _ = _parts(cm)
+def _class_accuracy(cm: ArrayLike, out_of_range: bool) -> np.ndarray:
+    n, t, _ = _parts(cm, out_of_range)
     return np.array([_ratio(n[i, i], t[i]) for i in range(len(t))], np.float64)
 
 
-def _class_iou(cm: ArrayLike) -> np.ndarray:
-    n, t, p = _parts(cm)
+def _class_iou(cm: ArrayLike, out_of_range: bool) -> np.ndarray:
+    n, t, p = _parts(cm, out_of_range)
     union = t + p - np.diag(n)
     return np.array([_ratio(n[i, i], union[i]) for i in range(len(t))], np.float64)
 

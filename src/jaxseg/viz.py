@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-IGNORE_LABEL = 255
+from jaxseg.labels import IGNORE_LABEL  # noqa: F401  (re-exported)
+
 # VOC paints "void" (label 255, object boundaries) in this colour: it is what the bit-interleaved
 # VOC colormap gives index 255, so VOC's own palette PNGs and ours agree for every index.
 IGNORE_COLOR = (224, 224, 192)

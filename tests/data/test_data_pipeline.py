@@ -41,6 +41,10 @@ def test_exact_eval_counts_every_pixel_once(voc_builder, voc_root):
         assert b["image"].dtype == np.float32 and b["image"].shape == (4, 48, 64, 3)
         assert b["label"].dtype == np.int32 and b["label"].shape == (4, 48, 64)
     labels = np.concatenate([b["label"][b["mask"]] for b in batches])
+    # Each image's own size travels with it (padding examples: 0 x 0).
+    sizes = np.concatenate([b["size"][b["mask"]] for b in batches])
+    assert sorted(map(tuple, sizes.tolist())) == sorted(t.shape for t in truth)
+    assert batches[-1]["size"][~batches[-1]["mask"]].tolist() == [[0, 0]]
     want = np.bincount(np.concatenate([t.ravel() for t in truth]), minlength=256)
     got = np.bincount(labels.ravel(), minlength=256)
     padding = sum(48 * 64 - t.size for t in truth)

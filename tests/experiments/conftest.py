@@ -15,6 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
+# FCN-16s/8s import their base experiment from their own folder, as when run as scripts.
+sys.path.insert(0, str(EXPERIMENTS))
 DEMO_IMAGE_SIZE = (48, 64)
 FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 

@@ -25,9 +25,10 @@ def v3plus():
 
 
 def parse(module, *args):
-    return experiment.parse_command_line(
-        ["experiments/deeplabv3plus_voc.py", *args], module.get_config, module.demo_config
+    command = experiment.parse_command_line(
+        ["experiments/deeplabv3plus_voc.py", *args], module.EXPERIMENT
     )
+    return command.config, command.workdir, command.mode, command.demo, command.checkpoint
 
 
 def test_paper_settings_by_default_demo_settings_with_demo_overrides_on_top(v3plus):
@@ -67,21 +68,14 @@ def test_unknown_config_key_and_unknown_flag_exit_2(v3plus, capsys):
 
 def test_help_shows_the_docstring(v3plus, capsys):
     with pytest.raises(SystemExit) as stop:
-        experiment.parse_command_line(
-            ["x.py", "--help"], v3plus.get_config, v3plus.demo_config, v3plus.__doc__
-        )
+        experiment.parse_command_line(["x.py", "--help"], v3plus.EXPERIMENT)
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert "python experiments/deeplabv3plus_voc.py --demo" in out and "--mode" in out
 
 
 def _main(module, argv):
-    return experiment.main(
-        module.get_config,
-        module.build_model,
-        demo_config=module.demo_config,
-        argv=["experiments/x.py", *argv],
-    )
+    return experiment.main(module.EXPERIMENT, argv=["experiments/x.py", *argv])
 
 
 @pytest.mark.parametrize(
@@ -126,24 +120,27 @@ ALL = sorted(p.stem for p in EXPERIMENTS.glob("*.py"))
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_every_file_honours_the_prediction_contract(name):
-    """What `jaxseg.predict` (and `--mode=eval`) assume of an experiment file, checked on
-    shapes only: the eval-mode model maps a crop to logits of the same size."""
+def test_every_file_states_the_experiment(name):
+    """What training, `--mode=eval`, `jaxseg.predict` and export assume of an experiment file,
+    checked on shapes only: it opens with its command and expected result, builds one
+    `Experiment`, and the eval-mode model maps a crop to logits of the same size."""
     import jax
     import jax.numpy as jnp
 
-    from jaxseg import predict
+    from jaxseg.experiment import runs
 
-    module = predict.load_experiment(EXPERIMENTS / f"{name}.py")
-    assert module.__doc__.lstrip().split()[0]  # the docstring comes first
-    assert "--demo changes" in module.__doc__ and "Published" in module.__doc__
-    assert callable(module.preprocess) and isinstance(module.DATASET, str)
-    paper = module.get_config()
+    exp = runs.import_experiment(EXPERIMENTS / f"{name}.py")
+    assert exp.name == name and exp.path == str(EXPERIMENTS / f"{name}.py")
+    assert exp.doc.split()[0]  # the docstring comes first
+    assert f"python experiments/{name}.py" in exp.doc
+    assert "--demo changes" in exp.doc and "Published" in exp.doc
+    paper = exp.get_config()
     for key in ("crop_size", "align_corners", "crf", "crf_params", "dataset", "num_classes"):
         assert key in paper, key
-    module.build_model(paper)  # the paper's model builds (not initialised: too big here)
-    config = module.demo_config(module.get_config())
-    model = module.build_model(config)
+    exp.model(paper)  # the paper's model builds (not initialised: too big here)
+    config = exp.demo_config(exp.get_config())
+    assert exp.dataset(config).num_classes == config.num_classes
+    model = exp.model(config)
     crop = config.crop_size
     h, w = (crop, crop) if isinstance(crop, int) else crop
     images = jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32)

@@ -133,30 +133,25 @@ def test_border_weights_added_per_training_tile():
 
 
 @pytest.mark.parametrize("name", ["imagenet", "caffe_bgr", "inception", "none"])
-def test_preprocess_matches_the_data_pipeline_and_denormalize_inverts_it(name):
+def test_normalize_matches_the_data_pipeline_and_denormalize_inverts_it(name):
     config = ml_collections.ConfigDict({"normalization": name})
     image = np.random.default_rng(3).integers(0, 256, size=(2, 5, 7, 3)).astype(np.float32)
-    ours = np.asarray(experiment.preprocess(config, image))
+    ours = np.asarray(experiment.normalize(config, image))
     pipeline = transforms.normalize(tf.constant(image), name).numpy()
     np.testing.assert_allclose(ours, pipeline, rtol=1e-6, atol=1e-4)
     np.testing.assert_allclose(experiment.denormalize(config, ours), image, atol=1e-3)
 
 
-def test_image_extent_and_host_confusion_matrix():
-    image = np.zeros((6, 8, 3), np.float32)
-    image[:4, :5] = 0.3
-    label = np.full((6, 8), 255)
-    label[:4, :5] = 0
-    label[4, 1] = 2  # a labelled pixel on an all-zero (black, unnormalised) image row
-    assert evaluation._image_extent(image, label) == (5, 5)
-    assert evaluation._image_extent(np.zeros_like(image), np.full((6, 8), 255)) == (6, 8)
-
+def test_per_image_confusion_matrix_scores_the_image_on_its_bucket():
     truth = np.array([[0, 1, 1, 255], [2, 2, 7, 0]])
     guess = np.array([[0, 1, 2, 2], [2, 0, 1, 3]])
+    bucket = np.full((1, 3, 6), 255)  # the image's labels, padded like an eval batch
+    bucket[0, :2, :4] = truth
+    logits = np.eye(4, dtype=np.float32)[guess]  # [2, 4, 4]: class 3 is out of range for C=3
     expected = np.zeros((4, 4), np.int64)  # 3 classes + the out-of-range row/column
     for t, g in [(0, 0), (1, 1), (1, 2), (2, 2), (2, 0), (3, 1), (0, 3)]:
         expected[t, g] += 1
-    np.testing.assert_array_equal(evaluation._confusion(truth, guess, 3), expected)
+    np.testing.assert_array_equal(evaluation._confusion(bucket, logits, 3), expected)
 
 
 def test_foreground_dataset_info_maps_every_object_to_one():
@@ -196,7 +191,8 @@ def test_per_image_evaluation_counts_what_the_batched_evaluation_counts():
     label = rng.integers(0, 3, size=(8, 32, 64)).astype(np.int32)
     label[:, :3] = 255  # an ignored band
     mask = np.array([True] * 6 + [False] * 2)  # two padding examples, counted by neither
-    batch = {"image": image, "label": label, "mask": mask}
+    size = np.where(mask[:, None], [32, 64], 0).astype(np.int32)
+    batch = {"image": image, "label": label, "mask": mask, "size": size}
 
     step = train.jit_eval_step(functools.partial(train.eval_step, num_classes=3), mesh)
     batched = train.evaluate(state, [batch], eval_step=step, mesh=mesh)["confusion_matrix"]
@@ -204,10 +200,10 @@ def test_per_image_evaluation_counts_what_the_batched_evaluation_counts():
     assert experiment.uses_tta(config)
     config.eval_flip = False  # ... which, without any option, is plain prediction
     per_image = experiment.evaluate_per_image(
-        state, [batch], config=config, predict_fn=lambda v, x: state.apply_fn(v, x)
+        state, [batch], config=config, apply_fn=state.apply_fn
     )["plain"]
     np.testing.assert_array_equal(per_image, batched)
-    assert metrics.summarize(per_image)["num_pixels"] == 6 * 29 * 64
+    assert metrics.summarize(per_image, out_of_range=True)["num_pixels"] == 6 * 29 * 64
 
 
 def test_pretrained_backbone_weights_are_loaded_and_their_preprocessing_enforced(tmp_path):
@@ -234,10 +230,10 @@ def test_pretrained_backbone_weights_are_loaded_and_their_preprocessing_enforced
         lambda s: np.zeros(s.shape, s.dtype), experiment.abstract_state(model, config)
     )
     with pytest.raises(train.ConfigError, match="--config.normalization=inception"):
-        experiment.load_pretrained(state, config)
+        experiment.init_from_pretrained(config, state)
 
     config.normalization = "inception"  # [-1, 1]: what Keras' MobileNetV2 was trained on
-    loaded = experiment.load_pretrained(state, config)
+    loaded = experiment.init_from_pretrained(config, state)
     expected = from_keras(path, "mobilenetv2").variables
     for group in ("params", "batch_stats"):
         want = jax.tree_util.tree_leaves_with_path(expected[group])

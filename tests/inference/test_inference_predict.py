@@ -37,7 +37,7 @@ def test_bucket_padding_does_not_change_pointwise_logits(pointwise):
     model, variables = pointwise
     images = np.stack([_image(21, 45, 0), _image(21, 45, 1)])
     expected = model.apply(variables, images)
-    got = inference.predict_logits(_jitted(model, variables), images, bucket=32, pad_value=7.0)
+    got = inference.whole_image_logits(_jitted(model, variables), images, bucket=32, pad_value=7.0)
     assert got.shape == (2, 21, 45, 5)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
@@ -50,7 +50,7 @@ def test_padding_uses_pad_value_per_channel():
         return images
 
     image = np.full((1, 3, 2, 3), 9.0, np.float32)
-    inference.predict_logits(apply_fn, image, bucket=4, pad_value=(1.0, 2.0, 3.0))
+    inference.whole_image_logits(apply_fn, image, bucket=4, pad_value=(1.0, 2.0, 3.0))
     padded = seen[0][0]
     assert padded.shape == (4, 4, 3)
     np.testing.assert_array_equal(padded[:3, :2], 9.0)
@@ -68,7 +68,7 @@ def test_network_compiles_once_per_bucket(pointwise):
         return model.apply(variables, images)
 
     for height, width in [(40, 50), (60, 33), (64, 64), (17, 3)]:
-        out = inference.predict_logits(apply_fn, _image(height, width)[None], bucket=64)
+        out = inference.whole_image_logits(apply_fn, _image(height, width)[None], bucket=64)
         assert out.shape == (1, height, width, 5)
     assert traces == [(1, 64, 64, 3)]
 
@@ -140,7 +140,7 @@ def test_single_scale_without_flip_equals_plain(mirror):
     model, variables = mirror
     image = _image(30, 22)
     apply_fn = _jitted(model, variables)
-    plain = inference.predict_logits(apply_fn, image[None], bucket=32)[0]
+    plain = inference.whole_image_logits(apply_fn, image[None], bucket=32)[0]
     got = inference.multiscale_flip_logits(apply_fn, image, (1.0,), False, average="logits")
     np.testing.assert_allclose(got, plain, rtol=1e-6, atol=1e-6)
     got = inference.multiscale_flip_logits(apply_fn, image, (1.0,), False)

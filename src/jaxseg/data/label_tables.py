@@ -6,7 +6,7 @@ A *label table* is ``uint8 [256]``: entry ``v`` is the training label of a raw m
 
 import numpy as np
 
-IGNORE_LABEL = 255
+from jaxseg.labels import IGNORE_LABEL  # noqa: F401  (re-exported)
 
 VOC_CLASS_NAMES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",

@@ -31,6 +31,7 @@ import tensorflow_datasets as tfds
 
 from jaxseg.data import source, transforms
 from jaxseg.data.datasets import DatasetInfo
+from jaxseg.labels import IGNORE_LABEL
 
 
 def _process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
@@ -66,6 +67,10 @@ def _options(num_threads: int | None) -> tf.data.Options:
 
 def _as_numpy_batch(image, label, mask) -> dict:
     return {"image": image, "label": tf.cast(label, tf.int32), "mask": mask}
+
+
+def _as_eval_batch(image, label, mask, size) -> dict:
+    return {**_as_numpy_batch(image, label, mask), "size": size}
 
 
 class TrainStream:
@@ -246,7 +251,9 @@ def eval_stream(
 
     Returns:
       :class:`EvalStream` yielding ``{"image": float32 [b, Hk, Wk, 3], "label": int32
-      [b, Hk, Wk], "mask": bool [b]}`` with ``(Hk, Wk)`` the batch's bucket.
+      [b, Hk, Wk], "mask": bool [b], "size": int32 [b, 2]}`` with ``(Hk, Wk)`` the batch's
+      bucket and ``size`` each image's own ``(height, width)`` before padding (0 for padding
+      examples).
     """
     builder = source.get_builder(builder_or_name, data_dir)
     info = source.dataset_info_for(builder, dataset_info)
@@ -276,19 +283,25 @@ def eval_stream(
 
         def prepare(_, ex, bucket=bucket):
             image, label = source.decode(builder, info, ex)
+            size = tf.shape(label)[:2]
             image, label = transforms.eval_transform(image, label, bucket, normalization)
-            return image, label, True
+            return image, label, True, size
 
         real = encoded.filter(lambda i, _, k=k: tf.gather(local_ids, i) == k)
         real = real.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
         padding = tf.data.Dataset.from_tensors(
-            (tf.zeros([*bucket, 3], tf.float32), tf.fill(bucket, tf.constant(255, tf.uint8)), False)
+            (
+                tf.zeros([*bucket, 3], tf.float32),
+                tf.fill(bucket, tf.constant(IGNORE_LABEL, tf.uint8)),
+                False,
+                tf.zeros([2], tf.int32),
+            )
         ).repeat(num_batches * local_batch - int(counts[process_index, k]))
         batches = real.concatenate(padding).batch(local_batch, drop_remainder=True)
         ds = batches if ds is None else ds.concatenate(batches)
     if ds is None:
         raise ValueError(f"{builder.name} split {split!r} has no examples")
-    ds = ds.map(_as_numpy_batch).prefetch(prefetch).with_options(_options(num_threads))
+    ds = ds.map(_as_eval_batch).prefetch(prefetch).with_options(_options(num_threads))
     return EvalStream(
         ds,
         num_batches=sum(per_bucket),

@@ -13,7 +13,8 @@ import dataclasses
 
 import tensorflow as tf
 
-IGNORE_LABEL = 255
+from jaxseg.labels import IGNORE_LABEL  # noqa: F401  (re-exported)
+
 DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)  # DeepLab's 0.5..2.0, step 0.25
 
 

@@ -99,11 +99,11 @@ def compute_dtype(name: str) -> Any:
     return dtypes[name]
 
 
-def preprocess(config: ml_collections.ConfigDict, images: jax.Array) -> jax.Array:
+def normalize(config: ml_collections.ConfigDict, images: jax.Array) -> jax.Array:
     """RGB float `[B, H, W, 3]` in 0..255 -> the normalised input the model was trained on.
 
     The same `config.normalization` the data pipeline applies (`jaxseg.data.transforms`), in
-    jnp for `jaxseg.predict`.
+    jnp for prediction and export (an `Experiment`'s `normalize`).
     """
     norm = transforms.get_normalization(config.normalization)
     images = (jnp.asarray(images, jnp.float32) - jnp.asarray(norm.mean)) / jnp.asarray(norm.std)
@@ -111,7 +111,7 @@ def preprocess(config: ml_collections.ConfigDict, images: jax.Array) -> jax.Arra
 
 
 def denormalize(config: ml_collections.ConfigDict, images: np.ndarray) -> np.ndarray:
-    """Inverse of `preprocess`: normalised `[..., 3]` -> RGB float32 in 0..255."""
+    """Inverse of `normalize`: normalised `[..., 3]` -> RGB float32 in 0..255."""
     norm = transforms.get_normalization(config.normalization)
     images = np.asarray(images, np.float32)
     if norm.bgr:

@@ -18,11 +18,9 @@ import numpy as np
 from jaxseg import data, train
 from jaxseg.data import demo as demo_data
 from jaxseg.data.datasets import DatasetInfo
+from jaxseg.experiment.contract import Batch, BatchFn
+from jaxseg.labels import IGNORE_LABEL
 
-Batch = dict[str, Any]
-# (config, batch, step) -> batch: host-side changes to each training batch (e.g. U-Net's
-# border weights); `step` is the global step the batch is for, so it can seed randomness.
-BatchFn = Callable[[ml_collections.ConfigDict, Batch, int], Batch]
 DEFAULT_DEMO_DATA_DIR = os.path.join("~", ".cache", "jaxseg", "demo_data")
 
 
@@ -133,7 +131,7 @@ def foreground_dataset_info(
         return dataset_info(config)
     voc = data.get_dataset_info("voc")
     table = np.where(voc.label_table == 0, 0, 1).astype(np.uint8)
-    table[voc.label_table == data.transforms.IGNORE_LABEL] = data.transforms.IGNORE_LABEL
+    table[voc.label_table == IGNORE_LABEL] = IGNORE_LABEL
     palette = np.asarray([[0, 0, 0], [255, 200, 0]], np.uint8)
     return DatasetInfo(
         name=voc.name,

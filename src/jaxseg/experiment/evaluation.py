@@ -12,41 +12,16 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from tqdm import tqdm
 
 from jaxseg import inference, metrics, train, viz
-from jaxseg.data import transforms
 from jaxseg.experiment.config import crf_kwargs, denormalize
 from jaxseg.experiment.datasets import Batch, eval_split
 
-# (variables, images [B, H, W, 3]) -> logits [B, h, w, C]
-PredictFn = Callable[[dict, jax.Array], jax.Array]
-
-
-def _confusion(label: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:
-    """Host version of `metrics.confusion_matrix` for one image (any size, no compiling)."""
-    valid = label != transforms.IGNORE_LABEL
-    truth = np.minimum(label[valid].astype(np.int64), num_classes)
-    guess = np.minimum(prediction[valid].astype(np.int64), num_classes)
-    size = num_classes + 1
-    return np.bincount(truth * size + guess, minlength=size * size).reshape(size, size)
-
-
-def _image_extent(image: np.ndarray, label: np.ndarray) -> tuple[int, int]:
-    """(height, width) of an eval example before bucket padding.
-
-    The pipeline pads bottom/right with 0 (the mean pixel after normalising, which a real
-    pixel of 8-bit data never hits exactly) and labels with 255; the union of both extents
-    therefore never drops a labelled pixel.
-    """
-    used = np.any(image != 0, axis=-1) | (label != transforms.IGNORE_LABEL)
-    rows, cols = np.flatnonzero(used.any(axis=1)), np.flatnonzero(used.any(axis=0))
-    if len(rows) == 0:
-        return image.shape[0], image.shape[1]
-    return int(rows[-1]) + 1, int(cols[-1]) + 1
+# A module's apply: (variables, images [B, H, W, 3], train=False) -> logits [B, h, w, C]
+ApplyFn = Callable[..., jax.Array]
 
 
 def _all_processes_sum(cm: np.ndarray) -> np.ndarray:
@@ -55,6 +30,16 @@ def _all_processes_sum(cm: np.ndarray) -> np.ndarray:
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(cm)).sum(axis=0)
+
+
+def _confusion(label: np.ndarray, logits: np.ndarray, num_classes: int) -> np.ndarray:
+    """int64 `[C + 1, C + 1]` counts of one image: label `[1, Hk, Wk]` (its bucket), logits
+    `[H, W, C]` (its own size, placed top-left on the bucket)."""
+    prediction = np.zeros(label.shape, np.int32)
+    height, width = logits.shape[:2]
+    prediction[0, :height, :width] = np.argmax(logits, axis=-1)
+    cm = metrics.confusion_matrix(label, prediction, num_classes, out_of_range=True)
+    return np.asarray(cm, np.int64)
 
 
 def uses_tta(config: ml_collections.ConfigDict) -> bool:
@@ -72,14 +57,17 @@ def evaluate_per_image(
     batches: Iterable[Batch],
     *,
     config: ml_collections.ConfigDict,
-    predict_fn: PredictFn,
+    apply_fn: ApplyFn,
     num_batches: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Confusion matrices with test-time augmentation and/or the dense CRF.
 
-    Each real example is cropped back to its own size, predicted by
-    `jaxseg.inference.multiscale_flip_logits` (the network compiles once per size bucket) and,
-    with `config.crf`, refined by `jaxseg.inference.crf_refine` against its RGB image.
+    Each real example is cropped back to its own size (`batch["size"]`), predicted by
+    `jaxseg.inference.multiscale_flip_logits` around `jaxseg.inference.predict_logits` (the
+    network compiles once per size bucket) and, with `config.crf`, refined by
+    `jaxseg.inference.crf_refine` against its RGB image. Predictions are scored on the batch's
+    bucket canvas by `jaxseg.metrics.confusion_matrix` (labels there are ignore), so scoring
+    also compiles once per bucket.
 
     Returns:
       `{"plain": cm}` and, with the CRF, `{"crf": cm}` as well (int64 `[C + 1, C + 1]`,
@@ -90,7 +78,7 @@ def evaluate_per_image(
     variables = jax.device_put(
         train.to_host({"params": state.params, "batch_stats": state.batch_stats}), device
     )
-    network = jax.jit(lambda v, x: predict_fn(v, x).astype(jnp.float32))
+    network = jax.jit(functools.partial(inference.predict_logits, apply_fn))
     apply_fn = functools.partial(network, variables)
     window = (config.sliding_window, None) if config.sliding_window else None
     totals = {"plain": np.zeros((num_classes + 1,) * 2, np.int64)}
@@ -99,9 +87,9 @@ def evaluate_per_image(
     bar = tqdm(batches, total=num_batches, unit="batch", disable=jax.process_index() != 0)
     for batch in bar:
         for i in np.flatnonzero(batch["mask"]):
-            height, width = _image_extent(batch["image"][i], batch["label"][i])
+            height, width = batch["size"][i]
             image = batch["image"][i, :height, :width]
-            label = batch["label"][i, :height, :width]
+            label = batch["label"][i : i + 1]  # [1, Hk, Wk]: the bucket, padding ignored
             logits = inference.multiscale_flip_logits(
                 apply_fn,
                 image,
@@ -110,11 +98,11 @@ def evaluate_per_image(
                 sliding_window=window,
                 align_corners=config.align_corners,
             )
-            totals["plain"] += _confusion(label, np.argmax(logits, -1), num_classes)
+            totals["plain"] += _confusion(label, logits, num_classes)
             if config.crf:
                 rgb = denormalize(config, image)
                 refined = inference.crf_refine(logits, rgb, **crf_kwargs(config))
-                totals["crf"] += _confusion(label, np.argmax(refined, -1), num_classes)
+                totals["crf"] += _confusion(label, refined, num_classes)
     bar.close()
     return {k: _all_processes_sum(v) for k, v in totals.items()}
 
@@ -150,7 +138,7 @@ def run_evaluation(
     step: int,
     eval_stream_fn: Callable[[], Iterable[Batch]],
     class_names: Sequence[str],
-    predict_fn: PredictFn | None,
+    apply_fn: ApplyFn,
     mesh: jax.sharding.Mesh,
 ) -> dict[str, Any]:
     """Scores `state` on the eval split, prints the tables, writes `eval_step_<N>.json`."""
@@ -164,7 +152,7 @@ def run_evaluation(
             functools.partial(
                 train.eval_step,
                 num_classes=config.num_classes,
-                predict_fn=predict_fn,
+                apply_fn=apply_fn,
                 align_corners=config.align_corners,
             ),
             mesh,
@@ -175,18 +163,17 @@ def run_evaluation(
         say(f"\nEvaluation of step {step} on {results['split']}:\n{metrics.format_table(summary)}")
         results["metrics"] = summary
     else:
-        predict = predict_fn or (lambda v, x: state.apply_fn(v, x, train=False))
         totals = evaluate_per_image(
-            state, stream, config=config, predict_fn=predict, num_batches=num_batches
+            state, stream, config=config, apply_fn=apply_fn, num_batches=num_batches
         )
-        summary = metrics.summarize(totals["plain"], class_names)
+        summary = metrics.summarize(totals["plain"], class_names, out_of_range=True)
         title = f"step {step} on {results['split']}, {_describe_eval(config)}"
         say(f"\nEvaluation of {title}:\n{metrics.format_table(summary)}")
         results["metrics"] = summary
         results["eval_scales"] = list(config.eval_scales)
         results["eval_flip"] = bool(config.eval_flip)
         if "crf" in totals:
-            after = metrics.summarize(totals["crf"], class_names)
+            after = metrics.summarize(totals["crf"], class_names, out_of_range=True)
             say(f"\nAfter the dense CRF ({crf_kwargs(config)}):\n{metrics.format_table(after)}")
             say(
                 f"\nmIoU before CRF {100 * summary['miou']:.2f}%, after CRF "
@@ -211,7 +198,7 @@ def write_overlays(
     workdir: str,
     eval_stream_fn: Callable[[], Iterable[Batch]],
     palette: np.ndarray,
-    predict_fn: PredictFn | None,
+    apply_fn: ApplyFn,
     mesh: jax.sharding.Mesh,
     count: int,
 ) -> str:
@@ -221,7 +208,7 @@ def write_overlays(
         os.makedirs(folder, exist_ok=True)
     predict = train.jit_eval_step(
         functools.partial(
-            train.predict_step, predict_fn=predict_fn, align_corners=config.align_corners
+            train.predict_step, apply_fn=apply_fn, align_corners=config.align_corners
         ),
         mesh,
     )
@@ -233,7 +220,7 @@ def write_overlays(
     if jax.process_index() != 0:
         return folder
     for i in np.flatnonzero(batch["mask"])[:count]:
-        height, width = _image_extent(batch["image"][i], batch["label"][i])
+        height, width = batch["size"][i]
         rgb = np.clip(np.round(denormalize(config, batch["image"][i])), 0, 255).astype(np.uint8)
         overlay = viz.overlay(rgb[:height, :width], predictions[i, :height, :width], palette)
         viz.save_image(os.path.join(folder, f"{i}.jpg"), overlay, quality=90)
@@ -241,13 +228,13 @@ def write_overlays(
 
 
 def make_render(config: ml_collections.ConfigDict, palette: np.ndarray) -> Callable:
-    """Training-log figures (image | truth | prediction) with the normalisation undone."""
+    """Training-log figures (image | truth | prediction) with the normalisation undone; the
+    loop passes each image cropped to its own size."""
     # Images arrive in 0..255 already: identity mean/std instead of a per-image stretch.
     draw = train.make_render(palette, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
     def render(image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-        height, width = _image_extent(image, label)  # without the eval bucket's padding
-        rgb = np.clip(np.round(denormalize(config, image[:height, :width])), 0, 255)
-        return draw(rgb, label[:height, :width], prediction[:height, :width])
+        rgb = np.clip(np.round(denormalize(config, image)), 0, 255)
+        return draw(rgb, label, prediction)
 
     return render

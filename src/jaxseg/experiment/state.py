@@ -1,5 +1,4 @@
-"""Experiment model state: shapes without compiling, workdir and checkpoint checks, restoring,
-ImageNet backbone weights."""
+"""Experiment model state: shapes without compiling, workdir and checkpoint checks, restoring."""
 
 from __future__ import annotations
 
@@ -10,10 +9,6 @@ import jax
 import ml_collections
 
 from jaxseg import train
-
-# Pretrained weight files carry the preprocessing they were trained with (keras.applications'
-# names); the config's `normalization` must agree or the backbone sees garbage.
-_INPUT_MODE_NORMALIZATION = {"caffe": "caffe_bgr", "torch": "imagenet", "tf": "inception"}
 
 
 def _input_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
@@ -91,49 +86,8 @@ def restore(state: train.TrainState, workdir: str, step: int, config) -> train.T
         ckpts.close()
 
 
-def load_pretrained(state: train.TrainState, config: ml_collections.ConfigDict):
-    """`state` with backbone params and BatchNorm statistics from `config.pretrained`."""
-    from jaxseg import weights
-
-    path = os.path.expanduser(config.pretrained)
-    if not os.path.isfile(path):
-        raise train.ConfigError(f"config.pretrained={config.pretrained!r} is not a file")
-    if not config.pretrained_model:
-        raise train.ConfigError(
-            "config.pretrained needs config.pretrained_model, the architecture of the file "
-            "(vgg16, vgg16bn, resnet50, resnet101, mobilenetv2)"
-        )
-    if path.lower().endswith((".h5", ".hdf5")):
-        imported = weights.from_keras(path, config.pretrained_model)
-    else:
-        imported = weights.from_torch(path, config.pretrained_model)
-    wanted = _INPUT_MODE_NORMALIZATION.get(imported.input_mode)
-    if wanted and wanted != config.normalization:
-        raise train.ConfigError(
-            f"{config.pretrained} was trained on '{imported.input_mode}'-style inputs: add "
-            f"--config.normalization={wanted}"
-        )
-    for key, value in imported.backbone_kwargs.items():
-        if config.model.get(key, value) != value:
-            raise train.ConfigError(
-                f"{config.pretrained} needs the backbone built with {key}={value}: add "
-                f"--config.model.{key}={value}"
-            )
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    try:
-        variables = weights.load_backbone(variables, imported)
-    except ValueError as e:
-        raise train.ConfigError(f"config.pretrained: {e}") from None
-    # The optimizer state (momentum, Adam moments) is zeros whatever the params: keep it.
-    return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
-
-
-def create_state(
-    model: nn.Module, config: ml_collections.ConfigDict, pretrained: bool = True
-) -> train.TrainState:
-    """A fresh train state (with `config.pretrained` backbone weights if set and wanted)."""
+def create_state(model: nn.Module, config: ml_collections.ConfigDict) -> train.TrainState:
+    """A freshly initialised train state (random weights; the experiment's `initialize` then
+    loads what it starts from)."""
     tx = train.make_optimizer(config.optimizer, config.num_train_steps)
-    state = train.create_train_state(model, tx, jax.random.key(config.seed), _input_shape(config))
-    if pretrained and config.pretrained:
-        state = load_pretrained(state, config)
-    return state
+    return train.create_train_state(model, tx, jax.random.key(config.seed), _input_shape(config))

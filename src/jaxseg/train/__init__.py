@@ -44,7 +44,7 @@ from jaxseg.train.parallel import (
     to_host,
 )
 from jaxseg.train.state import TrainState, create_train_state
-from jaxseg.train.steps import eval_step, predict_logits, predict_step, train_step
+from jaxseg.train.steps import eval_step, predict_step, train_step
 
 __all__ = [
     "CheckpointError",
@@ -74,7 +74,6 @@ __all__ = [
     "maybe_initialize_distributed",
     "model_signature",
     "optimizer_config",
-    "predict_logits",
     "predict_step",
     "replicated",
     "shard_batch",

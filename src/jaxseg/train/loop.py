@@ -86,7 +86,7 @@ def evaluate(
         total = metrics.accumulate(total, to_host(pending.popleft()))
     if total is None:
         raise TrainingError("the eval stream yielded no batches")
-    summary = metrics.summarize(total, class_names)
+    summary = metrics.summarize(total, class_names, out_of_range=True)
     summary["confusion_matrix"] = total
     summary["num_batches"] = num_batches
     return summary
@@ -145,9 +145,13 @@ def _eval_images(
     predictions = to_host(predict(state, shard_batch(batch, mesh)))
     image, label = _local_rows(batch["image"]), _local_rows(batch["label"])
     mask = _local_rows(batch["mask"]) if "mask" in batch else np.ones(len(image), bool)
-    return {
-        str(i): render(image[i], label[i], predictions[i]) for i in np.flatnonzero(mask)[:count]
-    }
+    # Eval batches carry each image's size: figures leave out the bucket padding.
+    sizes = _local_rows(batch["size"]) if "size" in batch else [label.shape[1:]] * len(label)
+    figures = {}
+    for i in np.flatnonzero(mask)[:count]:
+        h, w = sizes[i]
+        figures[str(i)] = render(image[i, :h, :w], label[i, :h, :w], predictions[i, :h, :w])
+    return figures
 
 
 def train_and_evaluate(

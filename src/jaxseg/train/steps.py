@@ -21,12 +21,14 @@ import jax.numpy as jnp
 import optax
 
 from jaxseg import losses, metrics
-from jaxseg.ops import center_crop, resize_bilinear
+from jaxseg.inference import predict_logits
+from jaxseg.labels import IGNORE_LABEL
+from jaxseg.ops import center_crop
 from jaxseg.train.state import TrainState
 
 Batch = Mapping[str, jax.Array]
 LossFn = Callable[..., jax.Array]
-PredictFn = Callable[[dict, jax.Array], jax.Array]
+ApplyFn = Callable[..., jax.Array]  # a module's apply: (variables, images, train=...) -> logits
 
 
 def _variables(state: TrainState) -> dict:
@@ -61,7 +63,7 @@ def train_step(
     *,
     loss_fn: LossFn = losses.softmax_cross_entropy,
     learning_rate_fn: optax.Schedule | None = None,
-    ignore_label: int = 255,
+    ignore_label: int = IGNORE_LABEL,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on the (global) batch.
 
@@ -119,59 +121,41 @@ def train_step(
     return new_state, step_metrics
 
 
-def _default_predict(state: TrainState) -> PredictFn:
-    return lambda variables, images: state.apply_fn(variables, images, train=False)
-
-
-def predict_logits(
-    state: TrainState,
-    images: jax.Array,
-    size: tuple[int, int],
-    *,
-    predict_fn: PredictFn | None = None,
-    align_corners: bool = False,
-) -> jax.Array:
-    """Eval-mode logits at label resolution: `[B, H, W, 3]` -> float32 `[B, size[0], size[1], C]`.
-
-    Args:
-      state: the train state.
-      images: `[B, H, W, 3]`.
-      size: the labels' `(H, W)`; logits of another size are resized bilinearly (labels are
-        never resized: evaluation is at native label resolution).
-      predict_fn: `(variables, images) -> logits`; default `model.apply(..., train=False)`.
-        Use it for sliding-window, multi-scale or overlap-tile inference.
-      align_corners: resize convention (True for TF1 DeepLab's 513 = 32k + 1 sizes).
-    """
-    predict_fn = predict_fn or _default_predict(state)
-    logits = predict_fn(_variables(state), images).astype(jnp.float32)
-    if logits.shape[1:3] != tuple(size):
-        logits = resize_bilinear(logits, size, align_corners=align_corners)
-    return logits
-
-
 def eval_step(
     state: TrainState,
     batch: Batch,
     *,
     num_classes: int,
-    ignore_label: int = 255,
-    predict_fn: PredictFn | None = None,
+    ignore_label: int = IGNORE_LABEL,
+    apply_fn: ApplyFn | None = None,
     align_corners: bool = False,
 ) -> jax.Array:
-    """Confusion matrix of one (global) batch: int32 `[num_classes + 1, num_classes + 1]`.
+    """Confusion matrix of one (global) batch: int32 `[num_classes + 1, num_classes + 1]`
+    (`jaxseg.metrics.confusion_matrix(..., out_of_range=True)`).
 
-    Predictions are the argmax of the logits at label resolution (`predict_logits`); padding
-    pixels (label = ignore) and padding examples (`mask` False) are not counted. Under jit
+    Predictions are the argmax of `jaxseg.inference.predict_logits` (logits at label
+    resolution) of `apply_fn` (default the state's; the patch classifier evaluates another
+    module with the same parameters). Padding pixels (label = ignore) and padding examples
+    (`mask` False) are not counted. Under jit
     over a sharded batch the counts are already summed across devices and processes; add
     batches on the host with `jaxseg.metrics.accumulate` (int64).
     """
     labels = batch["label"]
     logits = predict_logits(
-        state, batch["image"], labels.shape[1:3], predict_fn=predict_fn, align_corners=align_corners
+        apply_fn or state.apply_fn,
+        _variables(state),
+        batch["image"],
+        labels.shape[1:3],
+        align_corners=align_corners,
     )
     predictions = jnp.argmax(logits, axis=-1)
     return metrics.confusion_matrix(
-        labels, predictions, num_classes, ignore_label=ignore_label, mask=batch.get("mask")
+        labels,
+        predictions,
+        num_classes,
+        ignore_label=ignore_label,
+        mask=batch.get("mask"),
+        out_of_range=True,
     )
 
 
@@ -179,12 +163,16 @@ def predict_step(
     state: TrainState,
     batch: Batch,
     *,
-    predict_fn: PredictFn | None = None,
+    apply_fn: ApplyFn | None = None,
     align_corners: bool = False,
 ) -> jax.Array:
     """Predicted classes at label resolution: int32 `[B, H, W]` (for prediction images)."""
     size = batch["label"].shape[1:3] if "label" in batch else batch["image"].shape[1:3]
     logits = predict_logits(
-        state, batch["image"], size, predict_fn=predict_fn, align_corners=align_corners
+        apply_fn or state.apply_fn,
+        _variables(state),
+        batch["image"],
+        size,
+        align_corners=align_corners,
     )
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
