@@ -21,6 +21,8 @@ constants baked into the program (which makes compiling large models slow).
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -112,9 +114,7 @@ class Segmenter:
         self.batch_size = int(batch_size)
         self.align_corners = bool(align_corners)
         self.crf = dict(crf) if crf is not None else None
-        self._network = jax.jit(
-            lambda v, x: model.apply(v, normalize(x), train=False).astype(jnp.float32)
-        )
+        self._network = jax.jit(lambda v, x: inference.predict_logits(model.apply, v, normalize(x)))
 
     @property
     def num_classes(self) -> int:
@@ -195,3 +195,60 @@ class Segmenter:
         if isinstance(scores, list):
             return [np.argmax(s, axis=-1).astype(np.int32) for s in scores]
         return np.argmax(scores, axis=-1).astype(np.int32)
+
+    @classmethod
+    def from_run(
+        cls,
+        workdir: str | os.PathLike,
+        checkpoint: str = "best",
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        crf: bool | Mapping[str, float] = False,
+        **options: Any,
+    ) -> Segmenter:
+        """The network of a training run folder, fed as it was trained.
+
+        The experiment file and config come from `<workdir>/run.json` (see
+        `jaxseg.experiment.runs`), the weights from checkpoint `checkpoint` ("best", "latest"
+        or a step, as `--mode=eval` takes it); normalisation, class names, palette and resize
+        convention are the run's, images are padded with the pixel that normalises to 0 (what
+        the evaluation pipeline pads with).
+
+        Args:
+          workdir: the run folder.
+          checkpoint: which checkpoint.
+          overrides: `{"a.b": value}` config changes; only evaluation settings (e.g.
+            `model.output_stride` for DeepLab) may differ from the run's, others are refused.
+          crf: refine with the dense CRF: True for the run's `config.crf_params`, or a dict of
+            `jaxseg.crf.dense_crf` keyword arguments.
+          **options: other `Segmenter` arguments (scales, flip, sliding_window, batch_size,
+            bucket, crop_size).
+
+        Returns:
+          The `Segmenter`, with `run_config` (the resolved config) and `step` (the
+          checkpoint's) attributes added.
+
+        Raises:
+          jaxseg.train.TrainingError: no run there, a contradicting override, no such
+            checkpoint, or another model's checkpoint.
+        """
+        from jaxseg.experiment import crf_kwargs, denormalize, runs
+
+        experiment, config, _ = runs.load_run(workdir, overrides)
+        model, variables, step = runs.restore_variables(workdir, experiment, config, checkpoint)
+        info = experiment.dataset(config)
+        if crf is True:
+            crf = crf_kwargs(config)
+        segmenter = cls(
+            model,
+            variables,
+            normalize=functools.partial(experiment.normalize, config),
+            class_names=info.class_names,
+            palette=info.palette,
+            pad_pixel=tuple(denormalize(config, np.zeros(3, np.float32))),
+            align_corners=config.align_corners,
+            crf=crf or None,
+            **options,
+        )
+        segmenter.run_config, segmenter.step = config, step
+        return segmenter

@@ -1,7 +1,10 @@
-"""`python -m jaxseg.predict` end to end: a tiny experiment, a checkpoint saved by the training
-engine's `Checkpoints`, generated images (grey, RGBA, palette, odd sizes) and bad input."""
+"""`python -m jaxseg.predict` end to end: a tiny experiment, a run folder (run.json and a
+checkpoint saved by the training engine's `Checkpoints`), generated images (grey, RGBA,
+palette, odd sizes) and bad input."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -9,16 +12,19 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from PIL import Image
 
-from jaxseg import predict, viz
-from jaxseg.train import Checkpoints, TrainState, model_signature
+from jaxseg import predict, train, viz
+from jaxseg.experiment import runs
 
 EXPERIMENT = """
+import dataclasses
+
 import flax.linen as nn
-import ml_collections
+
+from jaxseg import experiment
+from jaxseg.data import get_dataset_info
 
 
 class TinySegmenter(nn.Module):
@@ -32,10 +38,11 @@ class TinySegmenter(nn.Module):
 
 
 def get_config():
-    config = ml_collections.ConfigDict()
-    config.dataset = "voc"
+    config = experiment.base_config()
+    config.dataset = "voc_segmentation/2012"
     config.num_classes = {num_classes}
     config.crop_size = 16
+    config.normalization = "inception"  # images / 127.5 - 1
     return config
 
 
@@ -43,8 +50,27 @@ def build_model(config):
     return TinySegmenter(num_classes=config.num_classes)
 
 
-def preprocess(config, images):
-    return images / 127.5 - 1.0
+def dataset(config):
+    voc = get_dataset_info("voc")
+    n = config.num_classes
+    return dataclasses.replace(
+        voc, num_classes=n, class_names=voc.class_names[:n], palette=voc.palette[:n]
+    )
+
+
+EXPERIMENT = experiment.Experiment(
+    file=__file__,
+    get_config=get_config,
+    demo_config=experiment.demo_defaults,
+    model=build_model,
+    train_model=build_model,
+    loss=experiment.cross_entropy,
+    batch_transform=None,
+    dataset=dataset,
+    normalize=experiment.normalize,
+    initialize=experiment.init_from_pretrained,
+    eval_settings=(),
+)
 """
 
 
@@ -53,42 +79,50 @@ def _write_experiment(path: Path, num_classes: int) -> Path:
     return path
 
 
-def _load_model(experiment: Path):
-    module = predict.load_experiment(experiment)
-    config = module.get_config()
-    return module, config, module.build_model(config)
+def _save_run(workdir: Path, experiment_file: Path, params, step: int = 7):
+    """A run folder as training leaves it: run.json and one checkpoint of `params`."""
+    exp = runs.import_experiment(experiment_file)
+    config = exp.get_config()
+    model = exp.model(config)
+    tx = train.make_optimizer(config.optimizer, config.num_train_steps)
+    state = train.TrainState.create(
+        apply_fn=model.apply, params=params, tx=tx, batch_stats={}
+    ).replace(step=jnp.asarray(step, jnp.int32))
+    workdir.mkdir(parents=True, exist_ok=True)
+    runs.write_run(workdir, exp, config, demo=False, model_name=type(model).__name__)
+    checkpoints = train.Checkpoints(workdir / "checkpoints", async_save=False)
+    checkpoints.save(step, state, train.model_signature(state))
+    checkpoints.close()
+    return exp, config, model
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A workdir with one checkpoint (step 7) of the 3-class experiment; returns paths + model."""
-    root = tmp_path_factory.mktemp("run")
-    experiment = _write_experiment(root / "tiny_voc.py", num_classes=3)
-    module, config, model = _load_model(experiment)
+def _params(num_classes: int, seed: int = 1):
     # Weights from NumPy (compiling Flax init costs seconds on CPU); large enough that all
-    # three classes occur in predictions.
-    rng = np.random.default_rng(1)
-    shapes = {"Conv_0": ((1, 1, 3, 8), (8,)), "Conv_1": ((1, 1, 8, 3), (3,))}
-    params = {
+    # classes occur in predictions.
+    rng = np.random.default_rng(seed)
+    shapes = {"Conv_0": ((1, 1, 3, 8), (8,)), "Conv_1": ((1, 1, 8, num_classes), (num_classes,))}
+    return {
         name: {
             "kernel": rng.normal(0, 2, k).astype(np.float32),
             "bias": rng.normal(0, 1, b).astype(np.float32),
         }
         for name, (k, b) in shapes.items()
     }
-    state = TrainState.create(
-        apply_fn=model.apply, params=params, tx=optax.sgd(0.1, momentum=0.9), batch_stats={}
-    ).replace(step=jnp.zeros((), jnp.int32))
-    checkpoints = Checkpoints(root / "workdir" / "checkpoints", async_save=False)
-    checkpoints.save(7, state, model_signature(state))
-    checkpoints.close()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A run folder with run.json and one checkpoint (step 7) of the 3-class experiment."""
+    root = tmp_path_factory.mktemp("run")
+    experiment = _write_experiment(root / "tiny_voc.py", num_classes=3)
+    params = _params(3)
+    _, config, model = _save_run(root / "workdir", experiment, params)
     return {
         "root": root,
         "experiment": experiment,
         "workdir": root / "workdir",
         "model": model,
         "config": config,
-        "module": module,
         "params": params,
     }
 
@@ -113,15 +147,15 @@ def inputs(run):
 
 
 def _expected_labels(run, image_path: Path) -> np.ndarray:
-    """Independent path: PIL's RGB conversion, the experiment's preprocess, plain model.apply."""
+    """Independent path: PIL's RGB conversion, the run's [-1, 1] inputs, plain model.apply."""
     image = np.asarray(Image.open(image_path).convert("RGB"), np.float32)
-    x = run["module"].preprocess(run["config"], image[None])
+    x = image[None] / 127.5 - 1.0
     logits = run["model"].apply({"params": run["params"]}, jnp.asarray(x))
     return np.asarray(jnp.argmax(logits[0], axis=-1))
 
 
 def _cli(run, inputs, output, *extra):
-    argv = ["--experiment", str(run["experiment"]), "--workdir", str(run["workdir"])]
+    argv = ["--workdir", str(run["workdir"])]
     return predict.main(argv + ["--input", str(inputs), "--output", str(output), *extra])
 
 
@@ -178,55 +212,69 @@ def test_failed_image_leaves_no_output(run, inputs, tmp_path, monkeypatch, capsy
     assert not [n for n in names if n.endswith(".tmp")]
 
 
-def test_missing_workdir_and_checkpoint(run, inputs, tmp_path, capsys):
-    argv = ["--experiment", str(run["experiment"]), "--input", str(inputs)]
+def test_missing_workdir_run_record_and_checkpoint(run, inputs, tmp_path, capsys):
+    argv = ["--input", str(inputs)]
     output = tmp_path / "out"
     assert predict.main(argv + ["--workdir", str(tmp_path / "nope"), "--output", str(output)]) == 2
     assert "does not exist" in capsys.readouterr().err
     empty = tmp_path / "empty_run"
     empty.mkdir()
     assert predict.main(argv + ["--workdir", str(empty), "--output", str(output)]) == 2
+    assert "has no run.json" in capsys.readouterr().err
+    shutil.copy(run["workdir"] / "run.json", empty / "run.json")
+    assert predict.main(argv + ["--workdir", str(empty), "--output", str(output)]) == 2
     assert "no checkpoints/ folder" in capsys.readouterr().err
     (empty / "checkpoints").mkdir()
     assert predict.main(argv + ["--workdir", str(empty), "--output", str(output)]) == 2
     assert "no complete checkpoint" in capsys.readouterr().err
     code = predict.main(
-        argv + ["--workdir", str(run["workdir"]), "--output", str(output)] + ["--step", "3"]
+        argv + ["--workdir", str(run["workdir"]), "--output", str(output), "--checkpoint", "3"]
     )
     assert code == 2
     assert "no checkpoint for step 3" in capsys.readouterr().err
     assert not output.exists()
 
 
-def test_experiment_checkpoint_mismatch(run, inputs, tmp_path, capsys):
-    other = _write_experiment(tmp_path / "tiny_voc_5.py", num_classes=5)
-    argv = ["--experiment", str(other), "--workdir", str(run["workdir"])]
-    output = tmp_path / "out"
-    assert predict.main(argv + ["--input", str(inputs), "--output", str(output)]) == 2
+def test_run_record_checkpoint_mismatch(run, inputs, tmp_path, capsys):
+    """A run.json whose experiment builds another model than its checkpoint holds."""
+    workdir = tmp_path / "mixed"
+    shutil.copytree(run["workdir"] / "checkpoints", workdir / "checkpoints")
+    other = _write_experiment(tmp_path / "tiny_voc.py", num_classes=5)
+    exp = runs.import_experiment(other)
+    runs.write_run(workdir, exp, exp.get_config(), demo=False, model_name="TinySegmenter")
+    argv = ["--workdir", str(workdir), "--input", str(inputs), "--output", str(tmp_path / "o")]
+    assert predict.main(argv) == 2
     err = capsys.readouterr().err
-    assert "does not fit the model" in err and "Conv_1/kernel: checkpoint [1, 1, 8, 3]" in err
-    assert not output.exists()
+    assert "the parameters differ" in err and "Conv_1/kernel: checkpoint [[1, 1, 8, 3]" in err
+    assert not (tmp_path / "o").exists()
 
 
-def test_config_overrides(run, inputs, tmp_path, capsys):
-    argv = ["--experiment", str(run["experiment"]), "--workdir", str(run["workdir"])]
+def test_config_overrides_only_for_evaluation_settings(run, inputs, tmp_path, capsys):
+    argv = ["--workdir", str(run["workdir"])]
     argv += ["--input", str(inputs / "odd.png"), "--output", str(tmp_path / "out")]
-    # Overriding the class count builds another model, which the checkpoint must refuse.
+    # Another class count would be another model: refused, naming both values.
     assert predict.main(argv + ["--config.num_classes=4"]) == 2
-    assert "Conv_1/kernel: checkpoint [1, 1, 8, 3], model [1, 1, 8, 4]" in capsys.readouterr().err
+    assert "config.num_classes: the run has 3, the command line 4" in capsys.readouterr().err
+    assert predict.main(argv + ["--config.normalization=imagenet"]) == 2
+    assert "the run has 'inception', the command line 'imagenet'" in capsys.readouterr().err
     assert predict.main(argv + ["--config.no_such_key=1"]) == 2
-    assert "cannot set config.no_such_key" in capsys.readouterr().err
-    assert predict.main(argv + ["--config.crop_size=24"]) == 0
+    assert "config.no_such_key: the run has '<no such key>'" in capsys.readouterr().err
+    assert predict.main(argv + ["--config.crop_size=16", "--config.sliding_window=8"]) == 0
     with pytest.raises(SystemExit):
         predict.main(argv + ["--frobnicate"])
 
 
-def test_bad_experiment_file(inputs, tmp_path, capsys):
+def test_run_record_naming_a_file_without_an_experiment(run, inputs, tmp_path, capsys):
     bad = tmp_path / "bad.py"
     bad.write_text("def get_config():\n    return {}\n")
-    argv = ["--experiment", str(bad), "--workdir", str(tmp_path), "--input", str(inputs)]
-    assert predict.main(argv + ["--output", str(tmp_path / "o")]) == 2
-    assert "does not define build_model" in capsys.readouterr().err
+    workdir = tmp_path / "bad_run"
+    workdir.mkdir()
+    record = json.loads((run["workdir"] / "run.json").read_text())
+    record.update(experiment="bad", file=str(bad))
+    (workdir / "run.json").write_text(json.dumps(record))
+    argv = ["--workdir", str(workdir), "--input", str(inputs), "--output", str(tmp_path / "o")]
+    assert predict.main(argv) == 2
+    assert "builds no EXPERIMENT" in capsys.readouterr().err
 
 
 def test_module_entry_point(run, inputs, tmp_path):
@@ -236,8 +284,6 @@ def test_module_entry_point(run, inputs, tmp_path):
         sys.executable,
         "-m",
         "jaxseg.predict",
-        "--experiment",
-        str(run["experiment"]),
         "--workdir",
         str(run["workdir"]),
         "--input",

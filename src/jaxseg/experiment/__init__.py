@@ -214,13 +214,13 @@ def run(
         eval_step=functools.partial(
             train.eval_step,
             num_classes=config.num_classes,
-            predict_fn=eval_model.apply,
+            apply_fn=eval_model.apply,
             align_corners=config.align_corners,
         ),
         eval_stream_fn=eval_stream_fn,
         class_names=info.class_names,
         predict_step=functools.partial(
-            train.predict_step, predict_fn=eval_model.apply, align_corners=config.align_corners
+            train.predict_step, apply_fn=eval_model.apply, align_corners=config.align_corners
         ),
         render=make_render(config, palette),
         mesh=mesh,
