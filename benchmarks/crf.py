@@ -97,7 +97,7 @@ def main() -> None:
         "--preset",
         choices=sorted(PRESETS),
         default="deeplab-v2-resnet",
-        help="CRF parameters (REFERENCE.md's setting or DeepLab v1 LargeFOV's)",
+        help="CRF parameters (the ResNet-DeepLab setting or DeepLab v1 LargeFOV's)",
     )
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.lower().split("x"))

@@ -10,7 +10,7 @@ paper's table, mIoU before and after the CRF:
         --config.manual_dir=/data/voc_manual            # first run only: builds the dataset
     python experiments/deeplabv1_voc.py --workdir runs/dlv1_voc --mode=eval --config.crf=True
 
-Recipe (REFERENCE.md): batch 20, crop 321, flips, SGD momentum 0.9, LR 1e-3 (1e-2 for the
+Recipe (docs/recipes.md): batch 20, crop 321, flips, SGD momentum 0.9, LR 1e-3 (1e-2 for the
 classifier fc8) multiplied by 0.1 every 2000 steps, 6000 steps, weight decay 5e-4; Caffe VGG16
 inputs (BGR, mean subtracted: Keras' VGG16 weights are those). CRF (`config.crf_params`):
 w_bilateral 4, theta_alpha 121, theta_beta 5, w_gaussian 3, theta_gamma 3, 10 iterations (the

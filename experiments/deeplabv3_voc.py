@@ -10,7 +10,7 @@ Paper setting (train_aug, prepared once from the VOC + SBD archives, see README)
         --config.model.output_stride=8 --config.eval_flip=True \\
         --config.eval_scales='(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)'
 
-Recipe (REFERENCE.md): train at output stride 16 (evaluate at 8: same parameters, rates
+Recipe (docs/recipes.md): train at output stride 16 (evaluate at 8: same parameters, rates
 doubled), crop 513, random scale 0.5-2.0 and flips, batch 16, SGD momentum 0.9, poly LR (power
 0.9) from 0.007, 30k steps, weight decay 1e-4, BatchNorm decay 0.9997; bf16 compute.
 

@@ -25,7 +25,7 @@ TF-slim Xception-65 weights; `--config.model.backbone=xception65` trains it from
         --config.model.output_stride=8 --config.eval_flip=True \\
         --config.eval_scales='(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)'
 
-Recipe (REFERENCE.md): crop 513, random scale 0.5-2.0 and flips, batch 16, SGD momentum 0.9,
+Recipe (docs/recipes.md): crop 513, random scale 0.5-2.0 and flips, batch 16, SGD momentum 0.9,
 poly LR (power 0.9) from 0.007, 30k steps, weight decay 4e-5 (Xception; use 1e-4 with
 `--config.model.backbone=resnet101`), BatchNorm decay 0.9997, epsilon 1e-5; bf16 compute.
 

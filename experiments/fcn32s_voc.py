@@ -9,7 +9,7 @@ Paper setting (train_aug, prepared once from the VOC + SBD archives, see README)
         --config.manual_dir=/data/voc_manual            # first run only: builds the dataset
     python experiments/fcn32s_voc.py --workdir runs/fcn32s_voc --mode=eval
 
-Recipe (REFERENCE.md, the reference Caffe solvers): batch 1, whole images (crop 512 pads every
+Recipe (docs/recipes.md, the reference Caffe solvers): batch 1, whole images (crop 512 pads every
 VOC image, padding is ignored), no augmentation, SGD momentum 0.99, weight decay 5e-4, fixed
 learning rate, 100k steps, Caffe VGG16 inputs (BGR, mean subtracted; Keras' VGG16 file holds
 those weights, fc1/fc2 included). The reference sums the loss over pixels with LR 1e-10; this

@@ -13,11 +13,15 @@ through `jaxseg.inference` (bucket padding or sliding windows) around the reload
   by `jax2tf` in an `XlaCallModule` op; the `serving_default` signature takes `images` and
   returns `logits`, ready for TF Serving.
 
-Export `platforms=("cpu", "cuda")` to serve one artifact on both.
+Export `platforms=("cpu", "cuda")` to serve one artifact on both. A training run exports as it
+was trained: `seg = jaxseg.Segmenter.from_run(workdir)` rebuilds the model from the run's
+`run.json` and checkpoint, then `export_stablehlo(seg.model, seg.variables, ...)`; the exported
+function takes network inputs, normalised as `seg.normalize` does.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -29,12 +33,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxseg.inference import predict_logits
+
 
 def _logits_fn(model: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
-    def logits(variables, images):
-        return model.apply(variables, images, train=False).astype(jnp.float32)
-
-    return logits
+    return functools.partial(predict_logits, model.apply)
 
 
 def _input_spec(height: int, width: int, batch: str | int) -> jax.ShapeDtypeStruct:

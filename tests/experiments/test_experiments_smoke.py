@@ -104,12 +104,12 @@ def test_main_experiment_trains_evaluates_and_protects_its_workdir(
     # (Not asserted: no traceback. After a failed restore orbax/tensorstore sometimes print
     # "RuntimeError: Event loop is closed" from a thread at interpreter exit.)
 
-    # The prediction CLI segments images with the demo checkpoint (experiment-file contract).
+    # The prediction CLI segments images with the run's checkpoint: run.json says the rest.
     images = next(demo_data.glob("voc_demo_*/manual/VOCdevkit/VOC2012/JPEGImages"))
     image = images / "demo_000008.jpg"
     predicted = predict_runner(
-        ["--experiment=experiments/deeplabv3plus_voc.py", "--demo", f"--workdir={workdir}",
-         f"--input={image}", f"--output={tmp_path / 'predicted'}"]
+        [f"--workdir={workdir}", f"--input={image}", f"--output={tmp_path / 'predicted'}",
+         "--config.model.output_stride=8"]
     )  # fmt: skip
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert (tmp_path / "predicted" / "demo_000008_overlay.jpg").is_file()
@@ -125,8 +125,40 @@ def test_main_experiment_trains_evaluates_and_protects_its_workdir(
     other = experiment_runner("fcn32s_voc", demo_argv(demo_data, workdir))
     assert other.returncode == 1
     assert "CheckpointMismatchError" in other.stderr and "DeepLabV3Plus" in other.stderr
+    assert "deeplabv3plus_voc" in other.stderr and "fcn32s_voc" in other.stderr
     assert "Traceback" not in other.stderr
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
+
+
+def test_run_folder_defines_evaluation(tmp_path, demo_data, experiment_runner, demo_argv):
+    """A run trained with a non-default normalisation evaluates to the same mIoU with and
+    without repeating the flag (run.json carries it); a contradicting flag is refused, naming
+    both values; evaluation settings may differ."""
+    workdir = tmp_path / "run"
+    args = demo_argv(demo_data, workdir) + ["--config.crop_size=48"]
+    result = experiment_runner("unet_pets", args + ["--config.normalization=caffe_bgr"])
+    _check_run(result, workdir)
+    record = json.loads((workdir / "run.json").read_text())
+    assert record["experiment"] == "unet_pets" and record["demo"] is True
+    assert record["config"]["normalization"] == "caffe_bgr" and record["model"] == "UNet"
+    trained = [r for r in _records(workdir) if "eval/miou" in r][-1]["eval/miou"]
+
+    scores = []
+    for extra in ([], ["--config.normalization=caffe_bgr"]):
+        # Only the workdir: the run's config (demo data folder included) comes from run.json.
+        evaluated = experiment_runner("unet_pets", [f"--workdir={workdir}", "--mode=eval", *extra])
+        assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+        scores.append(json.loads((workdir / "eval_step_1.json").read_text())["metrics"]["miou"])
+    assert scores[0] == scores[1] == pytest.approx(trained, abs=1e-9)
+
+    refused = experiment_runner(
+        "unet_pets", [f"--workdir={workdir}", "--mode=eval", "--config.normalization=imagenet"]
+    )
+    assert refused.returncode == 2
+    assert "config.normalization: the run has 'caffe_bgr', the command line 'imagenet'" in (
+        refused.stderr
+    )
+    assert "Traceback" not in refused.stderr
 
 
 def test_deeplab_v1_evaluates_before_and_after_the_crf(

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxseg import train
 
@@ -64,6 +65,19 @@ def test_shard_batch_splits_rows_over_devices():
     assert batch["image"].shape == (16, 16, 16, 3)
     shards = batch["label"].addressable_shards
     assert len(shards) == 8 and all(s.data.shape == (2, 16, 16) for s in shards)
+    # Values, dtypes and placement: row block k of the batch lives on device k.
+    host = {
+        "image": np.arange(8 * 4 * 5 * 3, dtype=np.float32).reshape(8, 4, 5, 3),
+        "label": np.arange(8 * 4 * 5, dtype=np.int32).reshape(8, 4, 5),
+        "mask": np.array([True] * 7 + [False]),
+    }
+    out = train.shard_batch(host, mesh)
+    for key, value in host.items():
+        assert out[key].shape == value.shape and out[key].dtype == value.dtype
+        assert out[key].sharding == NamedSharding(mesh, PartitionSpec("data"))
+        np.testing.assert_array_equal(np.asarray(out[key]), value)
+        shard = next(s for s in out[key].addressable_shards if s.index[0].start == 3)
+        np.testing.assert_array_equal(np.asarray(shard.data), value[3:4])
 
 
 class _HalfResolution(nn.Module):

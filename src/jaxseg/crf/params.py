@@ -54,7 +54,8 @@ def _python_number(name: str, value) -> float:
     return float(value)
 
 
-# DeepLab v2 with ResNet-101 (Chen et al., TPAMI 2017): the REFERENCE.md setting.
+# DeepLab v2 with ResNet-101 (Chen et al., TPAMI 2017): the common ResNet-DeepLab setting
+# (docs/recipes.md).
 DEEPLAB_V2_RESNET = CRFParams()
 # DeepLab v1 LargeFOV (VGG-16, Chen et al., ICLR 2015), as released with its CRF script:
 # bi_w=4, bi_xy_std=121, bi_rgb_std=5, pos_w=3, pos_xy_std=3.

@@ -12,7 +12,6 @@ from jaxseg.data import camvid, voc  # noqa: E402  (registers the TFDS builders)
 from jaxseg.data.datasets import DATASETS, DatasetInfo, get_dataset_info  # noqa: E402
 from jaxseg.data.errors import DataError, DatasetNotFoundError  # noqa: E402
 from jaxseg.data.pipeline import eval_stream, train_stream  # noqa: E402
-from jaxseg.data.sharding import to_global  # noqa: E402
 
 __all__ = [
     "DATASETS",
@@ -22,7 +21,6 @@ __all__ = [
     "camvid",
     "eval_stream",
     "get_dataset_info",
-    "to_global",
     "train_stream",
     "voc",
 ]

@@ -1,8 +1,8 @@
 """Training and evaluation streams: numpy batches for one process of a (multi-host) job.
 
 Both yield ``{"image": float32 [b, H, W, 3], "label": int32 [b, H, W], "mask": bool [b]}`` where
-``b = batch_size // process_count`` (``batch_size`` is global); ``jaxseg.data.to_global`` turns a
-batch into globally sharded ``jax.Array``s. Each process reads its own part of the split,
+``b = batch_size // process_count`` (``batch_size`` is global); ``jaxseg.train.shard_batch`` turns
+a batch into globally sharded ``jax.Array``s. Each process reads its own part of the split,
 ``tfds.even_splits(split, process_count)[process_index]``.
 
 **Resuming** (train): the order is a function of the step, not of iterator state. Position

@@ -68,11 +68,6 @@ def normalize(image: tf.Tensor, normalization: str | Normalization) -> tf.Tensor
     return tf.reverse(image, [-1]) if norm.bgr else image
 
 
-def _seeds(seed: tf.Tensor, count: int) -> list[tf.Tensor]:
-    seed = tf.cast(seed, tf.int64)
-    return [tf.random.experimental.stateless_fold_in(seed, k) for k in range(count)]
-
-
 def scaled_size(
     height: tf.Tensor, width: tf.Tensor, scale: tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -112,16 +107,6 @@ def scale_image_and_label(
     return image, label
 
 
-def random_scale(
-    image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, scales=DEFAULT_SCALES
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """:func:`scale_image_and_label` with a scale drawn uniformly from ``scales``."""
-    if len(scales) == 1:
-        return scale_image_and_label(image, label, tf.constant(scales[0], tf.float32))
-    index = tf.random.stateless_uniform([], seed, 0, len(scales), dtype=tf.int32)
-    return scale_image_and_label(image, label, tf.gather(tf.constant(scales, tf.float32), index))
-
-
 def pad_to_size(
     image: tf.Tensor,
     label: tf.Tensor,
@@ -142,42 +127,6 @@ def pad_to_size(
         image = tf.pad(image, paddings + [[0, 0]])
     label = tf.pad(label, paddings, constant_values=tf.cast(label_fill, label.dtype))
     return image, label
-
-
-def random_crop_with_padding(
-    image: tf.Tensor,
-    label: tf.Tensor,
-    height: int,
-    width: int,
-    seed: tf.Tensor,
-    image_fill=(0.0, 0.0, 0.0),
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Pad to the crop size (bottom/right, image ``image_fill``, label 255), then crop a random
-    ``height x width`` window; image and label get the same window.
-
-    Same result as :func:`pad_to_size` then a uniform random crop, but slices before padding so
-    only the crop-sized window is ever padded.
-    Returns image ``[height, width, 3]``, label ``uint8 [height, width]``.
-    """
-    shape = tf.shape(label)
-    seed_y, seed_x = _seeds(seed, 2)
-    max_y = tf.maximum(shape[0], height) - height  # offsets range over the padded image
-    max_x = tf.maximum(shape[1], width) - width
-    y = tf.random.stateless_uniform([], seed_y, 0, max_y + 1, dtype=tf.int32)
-    x = tf.random.stateless_uniform([], seed_x, 0, max_x + 1, dtype=tf.int32)
-    image, label = image[y : y + height, x : x + width], label[y : y + height, x : x + width]
-    image, label = pad_to_size(image, label, height, width, image_fill)
-    image.set_shape([height, width, image.shape[-1]])
-    label.set_shape([height, width])
-    return image, label
-
-
-def random_flip(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Mirror image ``[H, W, C]`` and label ``[H, W]`` left-right together with probability 1/2."""
-    flip = tf.random.stateless_uniform([], seed) < 0.5
-    return tf.cond(
-        flip, lambda: (tf.reverse(image, [1]), tf.reverse(label, [1])), lambda: (image, label)
-    )
 
 
 def sample_crop_params(
@@ -225,8 +174,8 @@ def scale_crop_flip(
     """Mirror if ``flip``, resize to the scaled size, pad to the crop size (bottom/right; image:
     the mean, label: 255), crop at ``(top, left)``, normalise.
 
-    Equals :func:`random_flip` -> :func:`scale_image_and_label` -> :func:`pad_to_size` ->
-    crop -> :func:`normalize` with ``params``' choices, in fewer passes: mirroring the small
+    Equals mirroring -> :func:`scale_image_and_label` -> :func:`pad_to_size` -> crop ->
+    :func:`normalize` with ``params``' choices, in fewer passes: mirroring the small
     ``uint8`` source costs less than mirroring the float crop, only the crop window is
     normalised, and only the part of the window outside the image is padded.
 

@@ -1,6 +1,6 @@
 """Learning-rate schedules and optimizers from the `config.optimizer` section.
 
-The recipes this covers (see REFERENCE.md):
+The recipes this covers (see docs/recipes.md):
 - DeepLab v2/v3/v3+: SGD momentum 0.9, poly schedule (power 0.9) to 0, weight decay 1e-4/5e-4.
 - DeepLab v1 and FCN: step schedule (x0.1 every N steps), 10x learning rate for the classifier.
 - U-Net: Adam (or AdamW), constant or cosine schedule.

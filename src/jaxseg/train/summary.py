@@ -1,8 +1,8 @@
 """A minimal TensorBoard event writer (scalars and images) on the `tensorboard` package's protos.
 
-TensorFlow only feeds data in this project (DESIGN 11), so logging does not go through
-`tf.summary`: it writes the same event records (TFRecord framing, `Event` protos) directly,
-which TensorBoard reads like any other run.
+TensorFlow only feeds data in this project, so logging does not go through `tf.summary`: it
+writes the same event records (TFRecord framing, `Event` protos) directly, which TensorBoard
+reads like any other run.
 """
 
 from __future__ import annotations
