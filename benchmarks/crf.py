@@ -5,7 +5,7 @@
     python benchmarks/crf.py --breakdown              # + lattice build vs per-iteration cost
 
 Inputs are scikit-image photos with logits from a blurred, noisy colour segmentation
-(`jaxseg.crf.synthetic`). Both implementations get the same unaries (-log softmax(logits)),
+(`tests/crf/crf_inputs.py`). Both implementations get the same unaries (-log softmax(logits)),
 image and parameters (the DeepLab v2 ResNet setting by default). pydensecrf is single-threaded;
 ours runs on JAX's default device. Calls alternate between the two so that load from other
 processes on a shared machine hits both alike; we report the median and the min-max of wall
@@ -30,13 +30,16 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as common  # noqa: E402
 
+# The tests' CRF inputs (photos plus degraded segmentations), shared with this benchmark.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "crf"))
+import crf_inputs as synthetic  # noqa: E402
+
 from jaxseg.crf import (  # noqa: E402
     DEEPLAB_V1_LARGEFOV,
     DEEPLAB_V2_RESNET,
     CRFParams,
     dense_crf,
     lattice,
-    synthetic,
 )
 from jaxseg.crf.grid import smoothness_filter  # noqa: E402
 from jaxseg.crf.postprocess import capacity_tiers, pixel_features  # noqa: E402

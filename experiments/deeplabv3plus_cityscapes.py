@@ -24,102 +24,36 @@ test 82.1 with coarse annotations and JFT pre-training. Expected with an ImageNe
 Deviations: no converter for TF-slim Xception-65 weights (use ResNet-101 for ImageNet
 initialisation); half-pixel bilinear resizing; labels never downsampled.
 
---demo changes: there is no generated Cityscapes, so it trains on the generated VOC-layout
-scenes (21 classes), with the deeplabv3plus_voc demo's CPU-sized network (ResNet-50 at base
+This file imports deeplabv3plus_voc.py and changes only the data and schedule.
+
+--demo changes: there is no generated Cityscapes, so it runs deeplabv3plus_voc's demo: the
+generated VOC-layout scenes (21 classes) and its CPU-sized network (ResNet-50 at base
 width 16, 64 ASPP/decoder channels), crop 128, batch 16, 280 steps of poly LR from 0.05.
 """
 
-import functools
+import dataclasses
 
+import deeplabv3plus_voc as v3plus  # the base experiment, next to this file
 import ml_collections
 
 from jaxseg import experiment
-from jaxseg.models import DeepLabV3Plus
-from jaxseg.nn import BatchNorm
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = experiment.base_config()
+    """The VOC setting (`deeplabv3plus_voc.py`) with DeepLab's Cityscapes data and schedule."""
+    config = v3plus.get_config()
     config.dataset = "cityscapes/semantic_segmentation"
     config.num_classes = 19
     config.crop_size = 769
-    config.normalization = "inception"  # TF-slim Xception's [-1, 1] inputs
     config.batch_size = 8
     config.eval_batch_size = 8
     config.num_train_steps = 90_000
     config.eval_every = 5_000
-    config.checkpoint_every = 1_000
-    config.optimizer.learning_rate = 0.007
-    config.optimizer.schedule = "poly"
-    config.optimizer.power = 0.9
-    config.optimizer.momentum = 0.9
-    config.optimizer.weight_decay = 4e-5
-    config.model = ml_collections.ConfigDict(
-        dict(
-            backbone="xception65",
-            output_stride=16,
-            aspp_features=256,
-            decoder_features=256,
-            low_level_features=48,
-            dropout_rate=0.1,
-            bn_momentum=0.9997,
-            dtype="bfloat16",
-            base_width=64,
-            stride_in_1x1=False,
-            width_multiplier=1.0,
-        )
-    )
     return config
 
 
-def demo_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    config = experiment.demo_defaults(config)  # VOC-layout scenes, 21 classes
-    config.crop_size = 128
-    config.batch_size = 16
-    config.eval_batch_size = 8
-    config.num_train_steps = 280
-    config.optimizer.learning_rate = 0.05
-    config.optimizer.weight_decay = 1e-4
-    config.model.update(
-        backbone="resnet50",
-        base_width=16,
-        aspp_features=64,
-        decoder_features=64,
-        low_level_features=24,
-        bn_momentum=0.9,
-    )
-    return config
-
-
-def build_model(config: ml_collections.ConfigDict) -> DeepLabV3Plus:
-    m = config.model
-    return DeepLabV3Plus(
-        num_classes=config.num_classes,
-        backbone=experiment.backbone_factory(m),
-        output_stride=m.output_stride,
-        aspp_features=m.aspp_features,
-        decoder_features=m.decoder_features,
-        low_level_features=m.low_level_features,
-        dropout_rate=m.dropout_rate,
-        align_corners=config.align_corners,
-        norm=functools.partial(BatchNorm, momentum=m.bn_momentum, epsilon=1e-5),
-        dtype=experiment.compute_dtype(m.dtype),
-    )
-
-
-EXPERIMENT = experiment.Experiment(
-    file=__file__,
-    get_config=get_config,
-    demo_config=demo_config,
-    model=build_model,
-    train_model=build_model,
-    loss=experiment.cross_entropy,
-    batch_transform=None,
-    dataset=experiment.dataset_info,
-    normalize=experiment.normalize,
-    initialize=experiment.init_from_pretrained,
-    eval_settings=("model.output_stride",),
-)
+# The model, loss, data handling and `--demo` settings are those of deeplabv3plus_voc.py.
+EXPERIMENT = dataclasses.replace(v3plus.EXPERIMENT, file=__file__, get_config=get_config)
 
 if __name__ == "__main__":
     experiment.main(EXPERIMENT)

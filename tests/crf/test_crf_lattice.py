@@ -13,12 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from crf_inputs import photo
 
 from jaxseg.crf import build_lattice, exact_filter, lattice_filter, normalization_factors
 from jaxseg.crf.grid import lattice_from_features
 from jaxseg.crf.lattice import connect, locate_vertices
 from jaxseg.crf.postprocess import pixel_features
-from jaxseg.crf.synthetic import photo
 
 HEIGHT, WIDTH = 30, 40
 # (image?, theta_xy, theta_rgb), normalised bound, raw-after-scale bound

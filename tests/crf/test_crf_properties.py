@@ -5,6 +5,7 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+from crf_inputs import degraded_logits, photo, segment_labels
 
 from jaxseg.crf import (
     DEEPLAB_V1_LARGEFOV,
@@ -14,7 +15,6 @@ from jaxseg.crf import (
     dense_crf_batch,
     exact_dense_crf,
 )
-from jaxseg.crf.synthetic import degraded_logits, photo, segment_labels
 
 HEIGHT, WIDTH, CLASSES = 30, 40, 4
 

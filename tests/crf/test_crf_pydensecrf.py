@@ -8,9 +8,9 @@ CRF changes 31-52% of the labels of the degraded input.
 
 import numpy as np
 import pytest
+from crf_inputs import degraded_logits, photo
 
 from jaxseg.crf import DEEPLAB_V1_LARGEFOV, CRFParams, dense_crf
-from jaxseg.crf.synthetic import degraded_logits, photo
 
 dcrf = pytest.importorskip("pydensecrf.densecrf")
 
