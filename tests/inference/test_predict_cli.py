@@ -295,3 +295,24 @@ def test_module_entry_point(run, inputs, tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(output)) == ["alpha.png", "alpha_overlay.jpg"]
     assert Image.open(output / "alpha.png").size == (20, 30)
+
+
+def test_segmenter_from_run_and_export_use_the_run(run, tmp_path):
+    """`Segmenter.from_run` rebuilds the run's model, weights, normalisation and palette; its
+    model and variables export to StableHLO computing the same logits."""
+    from jaxseg import export
+    from jaxseg.segmenter import Segmenter
+
+    seg = Segmenter.from_run(run["workdir"], "latest")
+    assert seg.step == 7 and seg.run_config.normalization == "inception"
+    assert seg.class_names == ("background", "aeroplane", "bicycle")
+    np.testing.assert_array_equal(seg.palette[1], [128, 0, 0])
+    image = np.random.default_rng(5).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    want = run["model"].apply({"params": run["params"]}, jnp.asarray(image[None] / 127.5 - 1.0))
+    np.testing.assert_allclose(seg.logits(image), np.asarray(want)[0], rtol=1e-5, atol=1e-5)
+
+    path = tmp_path / "model.bin"
+    export.export_stablehlo(seg.model, seg.variables, path, height=16, width=16)
+    reloaded = export.load_stablehlo(path)
+    got = reloaded(jnp.asarray(image[None] / 127.5 - 1.0, jnp.float32))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)

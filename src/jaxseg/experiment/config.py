@@ -159,14 +159,8 @@ def backbone_factory(model_config: ml_collections.ConfigDict) -> Callable[..., A
     Options read when present: `base_width` and `stride_in_1x1` (ResNets), `width_multiplier`
     (MobileNetV2). The DeepLab models pass `output_stride`, `multi_grid`, `norm` and dtypes.
     """
-    from jaxseg.backbones import MobileNetV2, ResNet50, ResNet101, Xception65
+    from jaxseg.models._common import BACKBONES as classes  # the models' own name table
 
-    classes = {
-        "resnet50": ResNet50,
-        "resnet101": ResNet101,
-        "xception65": Xception65,
-        "mobilenetv2": MobileNetV2,
-    }
     name = model_config.backbone
     if name not in classes:
         raise train.ConfigError(f"config.model.backbone={name!r}; choose one of {sorted(classes)}")
