@@ -34,6 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from jaxseg import viz
+from jaxseg.experiment import runs
 from jaxseg.segmenter import Segmenter
 from jaxseg.train.errors import TrainingError
 
@@ -108,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Evaluation settings of the run's config: --config.KEY=VALUE (e.g. output stride).",
     )
     parser.add_argument("--workdir", required=True, help="the training run's --workdir")
+    parser.add_argument(
+        "--experiment",
+        help="the run's experiment file, if it moved since training (default: from run.json)",
+    )
     parser.add_argument("--input", required=True, help="an image, or a folder of images")
     parser.add_argument("--output", required=True, help="folder for <name>.png and overlays")
     parser.add_argument(
@@ -180,6 +185,7 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
         args.workdir,
         args.checkpoint,
         overrides=parse_overrides(overrides),
+        experiment=runs.import_experiment(args.experiment) if args.experiment else None,
         crf=args.crf,
         scales=args.scales,
         flip=args.flip,

@@ -203,6 +203,7 @@ class Segmenter:
         checkpoint: str = "best",
         *,
         overrides: Mapping[str, Any] | None = None,
+        experiment: Any = None,
         crf: bool | Mapping[str, float] = False,
         **options: Any,
     ) -> Segmenter:
@@ -219,6 +220,8 @@ class Segmenter:
           checkpoint: which checkpoint.
           overrides: `{"a.b": value}` config changes; only evaluation settings (e.g.
             `model.output_stride` for DeepLab) may differ from the run's, others are refused.
+          experiment: the run's `jaxseg.experiment.Experiment`, when the file recorded in
+            run.json has moved (it must be the same experiment); default: imported from there.
           crf: refine with the dense CRF: True for the run's `config.crf_params`, or a dict of
             `jaxseg.crf.dense_crf` keyword arguments.
           **options: other `Segmenter` arguments (scales, flip, sliding_window, batch_size,
@@ -234,7 +237,7 @@ class Segmenter:
         """
         from jaxseg.experiment import crf_kwargs, denormalize, runs
 
-        experiment, config, _ = runs.load_run(workdir, overrides)
+        experiment, config, _ = runs.load_run(workdir, overrides, experiment)
         model, variables, step = runs.restore_variables(workdir, experiment, config, checkpoint)
         info = experiment.dataset(config)
         if crf is True:

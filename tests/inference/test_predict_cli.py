@@ -316,3 +316,21 @@ def test_segmenter_from_run_and_export_use_the_run(run, tmp_path):
     reloaded = export.load_stablehlo(path)
     got = reloaded(jnp.asarray(image[None] / 127.5 - 1.0, jnp.float32))
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def test_moved_experiment_file_is_named_with_experiment(run, inputs, tmp_path, capsys):
+    workdir = tmp_path / "moved"
+    shutil.copytree(run["workdir"], workdir)
+    record = json.loads((workdir / "run.json").read_text())
+    record["file"] = str(tmp_path / "gone" / "tiny_voc.py")
+    (workdir / "run.json").write_text(json.dumps(record))
+    argv = ["--workdir", str(workdir), "--input", str(inputs / "odd.png")]
+    assert predict.main(argv + ["--output", str(tmp_path / "a")]) == 2
+    assert "gone/tiny_voc.py does not exist" in capsys.readouterr().err
+    argv += ["--experiment", str(run["experiment"])]
+    assert predict.main(argv + ["--output", str(tmp_path / "b")]) == 0
+    labels = np.asarray(Image.open(tmp_path / "b" / "odd.png"))
+    np.testing.assert_array_equal(labels, _expected_labels(run, inputs / "odd.png"))
+    other = _write_experiment(tmp_path / "other_name.py", num_classes=3)
+    assert predict.main(argv[:-1] + [str(other), "--output", str(tmp_path / "c")]) == 2
+    assert "is a run of tiny_voc" in capsys.readouterr().err
