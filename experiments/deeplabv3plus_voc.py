@@ -21,7 +21,6 @@ TF-slim Xception-65 weights; `--config.model.backbone=xception65` trains it from
         --config.pretrained=resnet101.safetensors \\
         --config.manual_dir=/data/voc_manual            # first run only: builds the dataset
     python experiments/deeplabv3plus_voc.py --workdir runs/dlv3p_voc --mode=eval \\
-        --config.model.backbone=resnet101 --config.normalization=imagenet \\
         --config.model.output_stride=8 --config.eval_flip=True \\
         --config.eval_scales='(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)'
 

@@ -147,3 +147,53 @@ def test_every_file_states_the_experiment(name):
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), images)
     logits = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, images)
     assert logits.shape == (1, h, w, config.num_classes)
+
+
+def test_run_record_decides_the_config_and_refuses_contradictions(v3plus, tmp_path):
+    """run.json, as training writes it, against later command lines (nothing trained here)."""
+    import json
+
+    from jaxseg import train
+    from jaxseg.experiment import runs
+
+    exp = v3plus.EXPERIMENT
+    workdir = tmp_path / "run"
+    trained = parse(v3plus, "--demo", "--config.normalization=caffe_bgr")[0]
+    workdir.mkdir()
+    runs.write_run(workdir, exp, trained, demo=True, model_name="DeepLabV3Plus")
+    record = json.loads((workdir / "run.json").read_text())
+    assert record["experiment"] == "deeplabv3plus_voc" and record["file"] == exp.path
+
+    def resolve(*args):
+        argv = ["experiments/deeplabv3plus_voc.py", f"--workdir={workdir}", *args]
+        return experiment.resolve(exp, experiment.parse_command_line(argv, exp))
+
+    # No flags at all: the run's config (demo settings, its normalisation), in eval and resume.
+    for mode in ("eval", "train"):
+        config, demo = resolve(f"--mode={mode}")
+        assert demo and config.normalization == "caffe_bgr" and config.crop_size == 128
+        assert config.model.backbone == "resnet50" and config.eval_scales == (1.0,)
+    # Evaluation settings may change; the experiment's own (output stride) too.
+    config, _ = resolve(
+        "--mode=eval", "--config.model.output_stride=8", "--config.eval_scales=(0.75, 1.0)"
+    )
+    assert config.model.output_stride == 8 and config.eval_scales == (0.75, 1.0)
+    # Repeating a training value is fine; contradicting it is refused, naming both values.
+    assert resolve("--mode=eval", "--config.normalization=caffe_bgr")[0].crop_size == 128
+    with pytest.raises(train.ConfigError) as refused:
+        resolve("--mode=eval", "--config.normalization=imagenet", "--config.crop_size=64")
+    message = str(refused.value)
+    assert "config.normalization: the run has 'caffe_bgr', the command line 'imagenet'" in message
+    assert "config.crop_size: the run has 128, the command line 64" in message
+    # A resumed training run may train longer, not differently.
+    assert resolve("--config.num_train_steps=500")[0].num_train_steps == 500
+    with pytest.raises(train.ConfigError, match="optimizer.learning_rate"):
+        resolve("--config.optimizer.learning_rate=0.5")
+    # --demo on a run trained on real data, and another experiment's folder, are refused.
+    runs.write_run(workdir, exp, exp.get_config(), demo=False, model_name="DeepLabV3Plus")
+    with pytest.raises(train.ConfigError, match="trained without --demo"):
+        resolve("--demo", "--mode=eval")
+    other = load("fcn32s_voc").EXPERIMENT
+    command = experiment.parse_command_line(["x.py", f"--workdir={workdir}"], other)
+    with pytest.raises(train.CheckpointMismatchError, match="is a run of deeplabv3plus_voc"):
+        experiment.resolve(other, command)

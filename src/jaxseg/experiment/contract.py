@@ -94,7 +94,8 @@ class Experiment:
       normalize: `(config, images float32 RGB 0..255 [B, H, W, 3]) -> network input`; must be
         what the data pipeline applies for `config.normalization` (`experiment.normalize` is).
       initialize: `(config, state) -> state`, the initial weights of a fresh run (e.g. an
-        ImageNet backbone from `config.pretrained`); not called when a run resumes.
+        ImageNet backbone from `config.pretrained`); a resumed run replaces them by its
+        latest checkpoint.
       eval_settings: dotted config keys, beyond `EVAL_SETTINGS`, that evaluation and prediction
         may change on a trained run (e.g. DeepLab's `model.output_stride`).
     """

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -103,9 +104,43 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def config_from_run(record: Mapping[str, Any]) -> ml_collections.ConfigDict:
-    """The config a run was trained with, as a ConfigDict."""
-    return ml_collections.ConfigDict(_tuples(record["config"]))
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_from_run(
+    record: Mapping[str, Any], defaults: ml_collections.ConfigDict | None = None
+) -> ml_collections.ConfigDict:
+    """The config a run was trained with, as a ConfigDict.
+
+    Keys that the experiment file's config (`defaults`) has and the run lacks (added to the
+    file after training) take the file's values, with a warning naming them.
+    """
+    config = ml_collections.ConfigDict(_tuples(record["config"]))
+    if defaults is None:
+        return config
+    recorded = _flat(record["config"])
+    added = [k for k in _flat(_plain(defaults)) if k not in recorded]
+    for key in added:
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            if part not in node:
+                node[part] = ml_collections.ConfigDict()
+            node = node[part]
+        node[leaf] = _get(defaults, key)
+    if added:
+        logging.warning(
+            "run.json predates config keys %s of the experiment file: using the file's values",
+            added,
+        )
+    return config
 
 
 def _covered(key: str, settings: Iterable[str]) -> bool:
@@ -143,7 +178,7 @@ def resolve_config(
     Raises:
       ConfigError: naming each contradicting key with the run's and the command's value.
     """
-    config = config_from_run(record)
+    config = config_from_run(record, experiment.get_config())
     allowed = EVAL_SETTINGS + tuple(experiment.eval_settings)
     if resuming:
         allowed += RESUME_SETTINGS
