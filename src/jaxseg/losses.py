@@ -25,13 +25,15 @@ import numpy as np
 from jax.typing import ArrayLike
 from scipy import ndimage
 
+from jaxseg.labels import IGNORE_LABEL
+
 __all__ = ["dice_loss", "softmax_cross_entropy", "unet_weight_map"]
 
 
 def softmax_cross_entropy(
     logits: ArrayLike,
     labels: ArrayLike,
-    ignore_label: int | None = 255,
+    ignore_label: int | None = IGNORE_LABEL,
     class_weights: ArrayLike | None = None,
     pixel_weights: ArrayLike | None = None,
     top_k_percent: float = 1.0,
@@ -108,7 +110,7 @@ def softmax_cross_entropy(
 def dice_loss(
     logits: ArrayLike,
     labels: ArrayLike,
-    ignore_label: int | None = 255,
+    ignore_label: int | None = IGNORE_LABEL,
     smooth: float = 1.0,
     mask: ArrayLike | None = None,
 ) -> jax.Array:
@@ -151,7 +153,7 @@ def unet_weight_map(
     sigma: float = 5.0,
     class_balance: bool = True,
     background_class: int = 0,
-    ignore_label: int | None = 255,
+    ignore_label: int | None = IGNORE_LABEL,
 ) -> np.ndarray:
     """U-Net border weights w(x) = w_c(x) + w0 exp(-(d1(x) + d2(x))^2 / (2 sigma^2)).
 

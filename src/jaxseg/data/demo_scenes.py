@@ -13,7 +13,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-IGNORE = 255
+from jaxseg.labels import IGNORE_LABEL
+
+IGNORE = IGNORE_LABEL
 
 
 def _class_colors(count: int) -> np.ndarray:

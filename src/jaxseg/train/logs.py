@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxseg import viz
+from jaxseg.labels import IGNORE_LABEL
 from jaxseg.train.summary import SummaryWriter
 
 Render = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -144,7 +145,7 @@ def make_render(
     *,
     mean: tuple[float, float, float] | None = None,
     std: tuple[float, float, float] | None = None,
-    ignore_label: int = 255,
+    ignore_label: int = IGNORE_LABEL,
 ) -> Render:
     """`render(image [H, W, 3] float, label [H, W], pred [H, W]) -> uint8 [H, 3W + gaps, 3]`.
 
