@@ -155,7 +155,7 @@ def make_streams(
     config: ml_collections.ConfigDict,
     builder: Any,
     info: DatasetInfo,
-    batch_fn: BatchFn | None = None,
+    batch_fn: BatchFn | None,
 ) -> tuple[Callable[[int], Iterator[Batch]], Callable[[], Iterable[Batch]]]:
     """`(train_stream_fn(start_step), eval_stream_fn())` for `train_and_evaluate`."""
 
