@@ -46,6 +46,8 @@ class DeepLabV3Plus(nn.Module):
       dropout_rate: after the ASPP projection (rng "dropout").
       align_corners: convention of both bilinear upsamplings.
       norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
+      backbone_norm: BN factory of the backbone alone (None: `norm`); the released DeepLab
+        checkpoints use epsilon 1e-3 in Xception and MobileNetV2 and 1e-5 in the head.
     """
 
     min_input_size: ClassVar[int] = 32
@@ -62,6 +64,7 @@ class DeepLabV3Plus(nn.Module):
     dropout_rate: float = 0.1
     align_corners: bool = False
     norm: NormFactory = BatchNorm
+    backbone_norm: NormFactory | None = None
     conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -82,12 +85,14 @@ class DeepLabV3Plus(nn.Module):
             multi_grid=self.multi_grid,
             deeplab_multi_grid=True,
             output_stride=self.output_stride,
-            norm=self.norm,
+            norm=self.norm if self.backbone_norm is None else self.backbone_norm,
             conv_impl=self.conv_impl,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )(images, train)
-        rates = self.atrous_rates or scaled_rates((6, 12, 18), 16, self.output_stride)
+        rates = self.atrous_rates
+        if rates is None:
+            rates = scaled_rates((6, 12, 18), 16, self.output_stride)
         x = ASPP(
             self.aspp_features,
             atrous_rates=tuple(rates),
