@@ -12,9 +12,11 @@ variables are then written as a TF checkpoint, converted by jaxseg and run throu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -183,6 +185,39 @@ class Official:
             y = self.conv(y, f"{scope}/project", depth, eps=eps)
             x = y + x if stride == 1 and depth == x.shape[-1] else y
         return x
+
+    def bottleneck(self, x, scope, depth, stride, rate, end_points, eps=1e-5):
+        """resnet_v1_beta.bottleneck: stride in the 3x3, subsampled identity or projection."""
+        if depth == x.shape[-1]:
+            shortcut = x if stride == 1 else tf.nn.max_pool2d(x, 1, stride, "VALID")
+        else:
+            shortcut = self.conv(x, f"{scope}/shortcut", depth, 1, stride, eps=eps)
+        y = self.conv(x, f"{scope}/conv1", depth // 4, eps=eps, act=tf.nn.relu)
+        y = self.conv2d_same(y, f"{scope}/conv2", depth // 4, 3, stride, rate, eps=eps)
+        y = self.conv(y, f"{scope}/conv3", depth, eps=eps)
+        end_points[f"{scope}/conv3"] = y
+        return tf.nn.relu(shortcut + y)
+
+    def resnet_v1_beta(self, x, name, stage_sizes, output_stride, eps=1e-5):
+        """resnet_v1_beta with root_block_fn_for_beta_variant; strides at each block's end."""
+        end_points = {}
+        x = self.conv2d_same(x, f"{name}/conv1_1", 64, 3, 2, eps=eps)
+        x = self.conv2d_same(x, f"{name}/conv1_2", 64, 3, 1, eps=eps)
+        x = self.conv2d_same(x, f"{name}/conv1_3", 128, 3, 1, eps=eps)
+        x = tf.nn.max_pool2d(x, 3, 2, "SAME")
+        target, current, rate = output_stride // 4, 1, 1
+        for s, units in enumerate(stage_sizes):
+            for b in range(units):
+                stride = 2 if (b == units - 1 and s < 3) else 1
+                scope = f"{name}/block{s + 1}/unit_{b + 1}/bottleneck_v1"
+                depth = 256 * 2**s
+                if current == target:
+                    x = self.bottleneck(x, scope, depth, 1, rate, end_points, eps)
+                    rate *= stride
+                else:
+                    x = self.bottleneck(x, scope, depth, stride, 1, end_points, eps)
+                    current *= stride
+        return x, end_points
 
     # -- head ----------------------------------------------------------------------------------
 
@@ -412,3 +447,176 @@ def test_corrupt_checkpoint_is_refused_naming_the_file(tmp_path):
         tf_slim.read_checkpoint(tmp_path / "junk.ckpt")
     with pytest.raises(FileNotFoundError, match="nothere"):
         tf_slim.read_checkpoint(tmp_path / "nothere")
+
+
+@pytest.mark.parametrize(
+    "backbone, output_stride",
+    [("resnet_v1_50_beta", 16), ("resnet_v1_50_beta", 8), ("xception_41", 16)],
+)
+def test_imagenet_backbone_matches_official(tmp_path, backbone, output_stride):
+    """ImageNet checkpoints (classifier included): `out` and the decoder end point match."""
+    official = Official(seed=3)
+    x = tf.constant(np.random.default_rng(5).uniform(-1, 1, (1, 49, 41, 3)), tf.float32)
+    if backbone.startswith("resnet"):
+        arch = DeepLabArch(
+            backbone, num_classes=None, stage_sizes=(2, 2, 2, 2), backbone_epsilon=1e-5
+        )
+        out, points = official.resnet_v1_beta(x, arch.scope, (2, 2, 2, 2), output_stride)
+        end = points[f"{arch.scope}/block1/unit_2/bottleneck_v1/conv3"]
+        channels = 2048
+    else:
+        arch = DeepLabArch(backbone, num_classes=None, middle_flow_units=2)
+        out, points = official.xception(x, arch.scope, XCEPTION65.entry, 2, output_stride)
+        end = points[
+            f"{arch.scope}/entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise"
+        ]
+        channels = 2048
+    variables = dict(official.variables)
+    variables[f"{arch.scope}/logits/weights"] = np.zeros((1, 1, channels, 1001), np.float32)
+    variables[f"{arch.scope}/logits/biases"] = np.zeros((1001,), np.float32)
+    prefix = write_checkpoint(variables, tmp_path / "model.ckpt")
+    imported = tf_slim.convert_checkpoint(prefix, arch, output_stride)
+    assert imported.missing == ()
+    assert set(imported.unexpected) == {
+        f"{arch.scope}/logits/weights",
+        f"{arch.scope}/logits/biases",
+    }
+    features = jax.jit(arch.model(output_stride).apply)(imported.variables, x.numpy())
+    assert relative_error(np.asarray(features["out"]), out.numpy()) <= 1e-4
+    assert relative_error(np.asarray(features["stride4"]), end.numpy()) <= 1e-4
+
+
+def test_strided_xception_block_and_resize_match_tf_ops(tmp_path):
+    """One layer at a time: a strided Xception module (explicit padding, ReLU before each
+    separable conv, BN epsilon 1e-3), an atrous one, and the align_corners resize."""
+    import jax.numpy as jnp
+
+    from jaxseg.backbones import XceptionBlock
+    from jaxseg.ops import resize_bilinear
+
+    official = Official(seed=11)
+    x = np.random.default_rng(2).normal(0, 1, (1, 12, 11, 16)).astype(np.float32)
+    strided = official.xception_module(tf.constant(x), "m1", (8, 8, 24), "conv", 2, 1, False, {})
+    atrous = official.xception_module(tf.constant(x), "m2", (8, 8, 16), "sum", 1, 2, True, {})
+    arrays = official.variables
+    norm = DeepLabArch("xception_65")._norm(1e-3)
+    for scope, block, reference in [
+        ("m1", XceptionBlock((8, 8, 24), "conv", stride=2, norm=norm), strided),
+        (
+            "m2",
+            XceptionBlock((8, 8, 16), "sum", rate=2, activation_in_separable=True, norm=norm),
+            atrous,
+        ),
+    ]:
+        entries = []
+        for j in (1, 2, 3):
+            entries += tf_slim._separable(
+                f"{scope}/separable_conv{j}", (f"separable_conv{j}",), 1e-3
+            )
+        if scope == "m1":
+            entries.append(tf_slim._conv_bn(f"{scope}/shortcut", ("shortcut",), 1e-3))
+        variables: dict = {}
+        for entry in entries:  # the converters alone (the engine checks 3-channel inputs)
+            found = {role: arrays[key] for role, key in entry.keys.items()}
+            for collection, subtree in entry.convert(found).items():
+                node = variables.setdefault(collection, {})
+                for part in entry.target:
+                    node = node.setdefault(part, {})
+                node.update(subtree)
+        ours, _ = jax.jit(block.apply)(variables, jnp.asarray(x))
+        assert relative_error(np.asarray(ours), reference.numpy()) <= 1e-5
+    small = np.random.default_rng(3).normal(0, 1, (1, 5, 7, 3)).astype(np.float32)
+    ours = resize_bilinear(jnp.asarray(small), (17, 25), align_corners=True)
+    assert relative_error(np.asarray(ours), resize(small, (17, 25)).numpy()) <= 1e-6
+
+
+# --- jaxseg.zoo.load on a release archive ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mobilenet_release(tmp_path_factory):
+    """A full-size MobileNetV2 VOC checkpoint with random weights, packed as the release is."""
+    import tarfile
+
+    root = tmp_path_factory.mktemp("release")
+    official = Official(seed=21)
+    case = Case(dataclasses.replace(MOBILENETV2.arch, num_classes=21))
+    official_logits(official, case, np.zeros((33, 33, 3), np.uint8), (33, 33), 16)
+    folder = root / "deeplabv3_mnv2_pascal_train_aug"
+    folder.mkdir()
+    write_checkpoint(official.variables, folder / "model.ckpt-30000")
+    (folder / "frozen_inference_graph.pb").write_bytes(b"graph")
+    archive = root / "deeplabv3_mnv2_pascal_train_aug_2018_01_29.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    return case, official, archive, folder
+
+
+def test_zoo_load_runs_the_release_as_officially_evaluated(
+    mobilenet_release, tmp_path, monkeypatch
+):
+    from jaxseg import zoo
+
+    monkeypatch.setenv("JAXSEG_CACHE", str(tmp_path / "cache"))
+    case, official, archive, folder = mobilenet_release
+    image = np.random.default_rng(9).integers(0, 256, (60, 47, 3), dtype=np.uint8)
+    reference = official_logits(official, case, image, (65, 65), 16)
+    seg = zoo.load("mobilenetv2_coco_voc_trainaug", checkpoint=archive, crop_size=65)
+    assert seg.class_names[0] == "background" and len(seg.class_names) == 21
+    logits = seg.logits(image)
+    assert logits.shape == (60, 47, 21) and relative_error(logits, reference) <= 1e-4
+    np.testing.assert_array_equal(seg(image), np.argmax(reference, -1))
+    # Converted once: later loads read the cache, not the checkpoint.
+    assert len(list((tmp_path / "cache" / "converted").glob("*.npz"))) == 1
+    with monkeypatch.context() as patch:
+        patch.setattr(tf_slim, "convert_checkpoint", lambda *a, **k: pytest.fail("converted again"))
+        again = zoo.load("mobilenetv2_coco_voc_trainaug", checkpoint=archive, crop_size=65)
+        np.testing.assert_array_equal(again.logits(image), logits)
+    # The folder and the prefix work too; the backbone alone for training.
+    assert zoo.load("mobilenetv2_coco_voc_trainaug", checkpoint=folder, crop_size=65)
+    weights = zoo.backbone_weights(
+        "mobilenetv2_coco_voc_trainaug", checkpoint=folder / "model.ckpt-30000"
+    )
+    np.testing.assert_array_equal(
+        weights.variables["params"]["stem"]["conv"]["kernel"],
+        official.variables["MobilenetV2/Conv/weights"],
+    )
+
+
+def test_zoo_load_downloads_from_the_entry_address(mobilenet_release, tmp_path, monkeypatch):
+    """`zoo.load(name)` without a checkpoint: download (here from 127.0.0.1), extract, convert."""
+    import http.server
+    import threading
+
+    from jaxseg import zoo
+    from jaxseg.zoo import registry
+
+    monkeypatch.setenv("JAXSEG_CACHE", str(tmp_path / "cache"))
+    _, _, archive, _ = mobilenet_release
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(archive.parent))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        name = "mobilenetv2_coco_voc_trainaug"
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/{archive.name}"
+        local = dataclasses.replace(
+            registry.ENTRIES[name], urls=(url,), size=archive.stat().st_size
+        )
+        monkeypatch.setitem(registry.ENTRIES, name, local)
+        seg = zoo.load(name, crop_size=65)
+        assert seg.num_classes == 21
+        assert (
+            tmp_path / "cache" / "downloads" / archive.name
+        ).read_bytes() == archive.read_bytes()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_zoo_load_of_a_backbone_entry_points_to_backbone_weights(mobilenet_release):
+    from jaxseg import zoo
+
+    _, _, _, folder = mobilenet_release
+    with pytest.raises(ValueError, match="backbone_weights"):
+        zoo.load("xception_65", checkpoint=folder)
