@@ -620,3 +620,36 @@ def test_zoo_load_of_a_backbone_entry_points_to_backbone_weights(mobilenet_relea
     _, _, _, folder = mobilenet_release
     with pytest.raises(ValueError, match="backbone_weights"):
         zoo.load("xception_65", checkpoint=folder)
+
+
+def test_init_from_zoo_fills_a_model_with_another_label_set(
+    mobilenet_release, tmp_path, monkeypatch
+):
+    import jax.numpy as jnp
+
+    from jaxseg import zoo
+    from jaxseg.models import DeepLabV3Plus
+
+    monkeypatch.setenv("JAXSEG_CACHE", str(tmp_path / "cache"))
+    _, official, archive, _ = mobilenet_release
+    spec = "zoo:mobilenetv2_coco_voc_trainaug"
+    model = zoo.training.model(spec, num_classes=5)
+    variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 65, 65, 3)))
+    out = zoo.training.initial_variables(spec, variables, checkpoint=archive)
+    np.testing.assert_array_equal(
+        out["params"]["backbone"]["stem"]["conv"]["kernel"],
+        official.variables["MobilenetV2/Conv/weights"],
+    )
+    np.testing.assert_array_equal(
+        out["batch_stats"]["aspp"]["conv1x1"]["bn"]["var"],
+        official.variables["aspp0/BatchNorm/moving_variance"],
+    )
+    np.testing.assert_array_equal(  # 5 classes here, 21 released: kept as initialised
+        out["params"]["classifier"]["kernel"], variables["params"]["classifier"]["kernel"]
+    )
+    other = DeepLabV3Plus(num_classes=21, backbone="mobilenetv2")
+    shapes = jax.eval_shape(other.init, jax.random.key(0), jnp.zeros((1, 65, 65, 3)))
+    with pytest.raises(ValueError, match="not the released architecture.*decoder"):
+        zoo.training.initial_variables(spec, shapes, checkpoint=archive)
+    with pytest.raises(KeyError, match="no released DeepLab model 'nope'"):
+        zoo.training.model("zoo:nope")

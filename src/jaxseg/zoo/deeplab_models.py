@@ -130,6 +130,12 @@ def checkpoint_of(path: str | Path) -> str:
     return tf_slim.checkpoint_prefix(path)
 
 
+def converted_variables(path: str | Path, arch: DeepLabArch) -> dict:
+    """The variables of the checkpoint at `path` (prefix, folder or .tar.gz) for `arch`,
+    converted once into the cache."""
+    return _cached_variables(checkpoint_of(path), arch)
+
+
 def build_segmenter(
     release: Release,
     variables: dict,
@@ -169,7 +175,7 @@ def load_release(
             f"{path} is an ImageNet backbone checkpoint ({release.arch.backbone}) without a "
             "segmentation head; use jaxseg.zoo.backbone_weights(name) to initialise training"
         )
-    variables = _cached_variables(checkpoint_of(path), release.arch)
+    variables = converted_variables(path, release.arch)
     return build_segmenter(release, variables, output_stride, crop_size)
 
 
