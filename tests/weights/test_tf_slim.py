@@ -654,3 +654,11 @@ def test_init_from_zoo_fills_a_model_with_another_label_set(
         zoo.training.initial_variables(spec, shapes, checkpoint=archive)
     with pytest.raises(KeyError, match="no released DeepLab model 'nope'"):
         zoo.training.model("zoo:nope")
+
+
+def test_mobilenet_depth_multipliers_that_would_round_differently_are_refused():
+    assert DeepLabArch("mobilenet_v2", depth_multiplier=0.5).depth_multiplier == 0.5
+    with pytest.raises(ValueError, match="depth_multiplier=0.75"):
+        DeepLabArch("mobilenet_v2", depth_multiplier=0.75)
+    with pytest.raises(ValueError, match="unknown DeepLab model_variant 'xception_66'"):
+        DeepLabArch("xception_66")

@@ -161,6 +161,25 @@ class DeepLabArch:
                 f"unknown DeepLab model_variant {self.backbone!r}; known: {sorted(BACKBONE_SCOPES)}"
             )
 
+        if self.backbone == "mobilenet_v2":
+            self._check_expansion_rounding()
+
+    def _check_expansion_rounding(self) -> None:
+        """The official expansion width is `make_divisible(6 * inputs, 8)`; jaxseg's MobileNetV2
+        uses `6 * inputs`, equal whenever the inputs are a multiple of 4 (depth 1.0 and 0.5)."""
+        from jaxseg.backbones.mobilenet import MOBILENET_V2_STAGES, make_divisible
+
+        divisor = 8 if self.depth_multiplier == 1.0 else 1
+        widths = [make_divisible(c * self.depth_multiplier, divisor) for _, c, _, _ in
+                  MOBILENET_V2_STAGES[:-1]]  # fmt: skip
+        odd = [w for w in widths if (6 * w) % 8]
+        if odd:
+            raise ValueError(
+                f"mobilenet_v2 depth_multiplier={self.depth_multiplier}: expansion widths of "
+                f"{odd} inputs would be rounded by the official code, which jaxseg's MobileNetV2 "
+                "does not do; supported: multipliers giving widths divisible by 4 (1.0, 0.5)"
+            )
+
     @property
     def scope(self) -> str:
         return BACKBONE_SCOPES[self.backbone]
