@@ -23,6 +23,7 @@ def list_table() -> str:
         lines.append(f"{name}\n    {item.architecture}\n    trained on: {item.dataset}")
         lines.append(f"    published: {_published(item)}")
         lines.append(f"    {item.urls[0]}")
+        lines.append(f"    {item.notes}")
     return "\n".join(lines)
 
 

@@ -231,9 +231,26 @@ def _add(name, url, arch, dataset, labels, published, size, notes, **release):
             load=functools.partial(load_release, RELEASES[name]),
             references={"model zoo": "https://github.com/tensorflow/models/blob/master/"
                         "research/deeplab/g3doc/model_zoo.md"},
-            notes=f"{size} archive (TF-slim checkpoint + frozen graph). {notes}",
+            notes=_notes(RELEASES[name], size, notes),
         )
     )  # fmt: skip
+
+
+def _notes(release: Release, size: str, extra: str) -> str:
+    if release.labels is None:
+        layout = "one folder with the TF-slim checkpoint (model.ckpt.index / .data-*)"
+        preprocessing = "input RGB * 2 / 255 - 1"
+    else:
+        layout = (
+            "one folder with the TF-slim checkpoint (model.ckpt.index / .data-*) and "
+            "frozen_inference_graph.pb (OS8, scale 1; not used)"
+        )
+        height, width = release.eval_crop
+        preprocessing = (
+            f"input RGB * 2 / 255 - 1, padded bottom/right to {height}x{width} with the mean "
+            f"pixel 127.5; evaluated at OS{release.eval_output_stride} by default"
+        )
+    return f"{size} archive: {layout}. Preprocessing: {preprocessing}. {extra}"
 
 
 def _describe(arch: DeepLabArch) -> str:
