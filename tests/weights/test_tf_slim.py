@@ -256,12 +256,9 @@ class Case:
     end_block: int = 2
 
 
-def official_logits(official: Official, case: Case, image: np.ndarray, crop, output_stride):
-    """The official evaluation of one uint8 image: normalise, pad to `crop`, run, crop back."""
+def official_network(official: Official, case: Case, x, crop, output_stride):
+    """Logits of the official graph at their own resolution for a normalised canvas `x`."""
     arch = case.arch
-    x = (2.0 / 255.0) * tf.constant(image[None], tf.float32) - 1.0
-    h, w = image.shape[:2]
-    x = tf.pad(x, [[0, 0], [0, crop[0] - h], [0, crop[1] - w], [0, 0]])  # mean pixel -> 0
     end = None
     if arch.backbone.startswith("xception"):
         features, points = official.xception(
@@ -272,11 +269,38 @@ def official_logits(official: Official, case: Case, image: np.ndarray, crop, out
     else:
         features = official.mobilenet_v2(x, output_stride)
     rates = [r * 16 // output_stride for r in arch.atrous_rates]
-    logits = official.head(
+    return official.head(
         features, end, crop, output_stride, rates, arch.num_classes, arch.separable
     )
-    logits = resize(logits, crop)
+
+
+def official_logits(official: Official, case: Case, image: np.ndarray, crop, output_stride):
+    """The official evaluation of one uint8 image: normalise, pad to `crop`, run, crop back."""
+    x = (2.0 / 255.0) * tf.constant(image[None], tf.float32) - 1.0
+    h, w = image.shape[:2]
+    x = tf.pad(x, [[0, 0], [0, crop[0] - h], [0, crop[1] - w], [0, 0]])  # mean pixel -> 0
+    logits = resize(official_network(official, case, x, crop, output_stride), crop)
     return logits.numpy()[0, :h, :w]
+
+
+def official_multiscale(official, case, image, crop, output_stride, scales, flip):
+    """predict_labels_multi_scale: per scale (and mirrored) softmax, averaged."""
+    h, w = image.shape[:2]
+    canvas = np.full((1, *crop, 3), 127.5, np.float32)
+    canvas[0, :h, :w] = image
+    stride = 4 if case.arch.decoder else output_stride
+    probabilities = []
+    for scale in scales:
+        size = [scale_dimension(c, scale) for c in crop]
+        logits_size = [scale_dimension(c, max(1.0, scale) / stride) for c in crop]
+        for mirrored in (False, True) if flip else (False,):
+            x = resize(tf.constant(canvas), size)
+            x = tf.reverse(x, [2]) if mirrored else x
+            logits = official_network(official, case, (2.0 / 255.0) * x - 1.0, size, output_stride)
+            logits = resize(logits, logits_size)
+            logits = tf.reverse(logits, [2]) if mirrored else logits
+            probabilities.append(tf.nn.softmax(resize(logits, crop)))
+    return tf.reduce_mean(tf.stack(probabilities), 0).numpy()[0, :h, :w]
 
 
 def write_checkpoint(variables: dict[str, np.ndarray], prefix: Path) -> str:
@@ -662,3 +686,20 @@ def test_mobilenet_depth_multipliers_that_would_round_differently_are_refused():
         DeepLabArch("mobilenet_v2", depth_multiplier=0.75)
     with pytest.raises(ValueError, match="unknown DeepLab model_variant 'xception_66'"):
         DeepLabArch("xception_66")
+
+
+@pytest.mark.parametrize("name", ["x65", "mnv2"])
+def test_multiscale_flip_protocol_matches_official(checkpoints, name):
+    from jaxseg.zoo import protocol
+
+    case, official, prefix = checkpoints[name]
+    crop, scales = (65, 65), (0.5, 0.75, 1.25)
+    imported = tf_slim.convert_checkpoint(prefix, case.arch, 16)
+    release = deeplab_models.Release(case.arch, labels=None, eval_crop=crop)
+    names = [f"class{i}" for i in range(case.arch.num_classes)]
+    seg = deeplab_models.build_segmenter(release, imported.variables, 16, class_names=names)
+    image = np.random.default_rng(4).integers(0, 256, (60, 45, 3), dtype=np.uint8)
+    ours = protocol.official_probabilities(seg, image, scales, flip=True)
+    reference = official_multiscale(official, case, image, crop, 16, scales, flip=True)
+    assert ours.shape == (60, 45, case.arch.num_classes)
+    np.testing.assert_allclose(ours, reference, atol=2e-5)

@@ -45,6 +45,9 @@ class DeepLabV3(nn.Module):
       dropout_rate: after the ASPP projection (0.1, the TF reference), rng "dropout".
       align_corners: convention of the final bilinear upsampling.
       norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
+      upsample_logits: False returns the logits at the resolution they are computed at
+        (stride 4 for v3+, `output_stride` for v3), as DeepLab's official multi-scale
+        evaluation resizes them itself.
       backbone_norm: BN factory of the backbone alone (None: `norm`); the released DeepLab
         checkpoints use epsilon 1e-3 in Xception and MobileNetV2 and 1e-5 in the head.
     """
@@ -60,6 +63,7 @@ class DeepLabV3(nn.Module):
     separable_aspp: bool = False
     dropout_rate: float = 0.1
     align_corners: bool = False
+    upsample_logits: bool = True
     norm: NormFactory = BatchNorm
     backbone_norm: NormFactory | None = None
     conv_impl: str = "auto"
@@ -103,4 +107,6 @@ class DeepLabV3(nn.Module):
             name="classifier",
         )(x)
         logits = to_float32_logits(logits)
+        if not self.upsample_logits:
+            return logits
         return resize_bilinear(logits, images.shape[1:3], align_corners=self.align_corners)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # Importing a release module (deeplab_models, ...) registers its entries in `ENTRIES`.
-from jaxseg.zoo import deeplab_models, download, training
+from jaxseg.zoo import deeplab_models, download, protocol, training
 from jaxseg.zoo.download import cache_dir
 from jaxseg.zoo.registry import ENTRIES, Published, ZooEntry, entry, local_file
 
@@ -71,5 +71,6 @@ __all__ = [
     "entry",
     "fetch",
     "load",
+    "protocol",
     "training",
 ]
