@@ -703,3 +703,25 @@ def test_multiscale_flip_protocol_matches_official(checkpoints, name):
     reference = official_multiscale(official, case, image, crop, 16, scales, flip=True)
     assert ours.shape == (60, 45, case.arch.num_classes)
     np.testing.assert_allclose(ours, reference, atol=2e-5)
+
+
+def test_evaluate_published_scores_against_the_protocol(mobilenet_release, tmp_path, monkeypatch):
+    from jaxseg.zoo import protocol
+
+    monkeypatch.setenv("JAXSEG_CACHE", str(tmp_path / "cache"))
+    case, official, archive, _ = mobilenet_release
+    rng = np.random.default_rng(12)
+    images = [rng.integers(0, 256, (50, 40, 3), dtype=np.uint8) for _ in range(2)]
+    labels = [np.argmax(official_logits(official, case, im, (65, 65), 16), -1) for im in images]
+    labels[0][:5, :5] = 255  # ignored
+    summary, published = protocol.evaluate_published(
+        "mobilenetv2_coco_voc_trainaug", zip(images, labels, strict=True), 0, archive, crop_size=65
+    )
+    assert (published.value, published.eval_output_stride) == (75.32, 16)
+    assert summary["pixel_accuracy"] == 1.0 and summary["num_pixels"] == 2 * 50 * 40 - 25
+    wrong = [label.copy() for label in labels]
+    wrong[1][10:20, 10:20] = (wrong[1][10:20, 10:20] + 1) % 21
+    summary, _ = protocol.evaluate_published(
+        "mobilenetv2_coco_voc_trainaug", zip(images, wrong, strict=True), 0, archive, crop_size=65
+    )
+    assert summary["pixel_accuracy"] == pytest.approx(1 - 100 / (2 * 50 * 40 - 25))

@@ -87,3 +87,62 @@ def official_probabilities(
             total = total + jax.nn.softmax(logits, axis=-1)
             passes += 1
     return np.asarray(total / passes, np.float32)[0, :height, :width]
+
+
+def labels_by_protocol(
+    segmenter, image: np.ndarray, scales: Sequence[float] = (1.0,), flip: bool = False
+) -> np.ndarray:
+    """int32 `[H, W]` labels of one image: single scale through the segmenter, else through
+    `official_probabilities` (both as the official evaluation computes them)."""
+    if tuple(scales) == (1.0,) and not flip:
+        return np.argmax(segmenter.logits(image), axis=-1).astype(np.int32)
+    return np.argmax(official_probabilities(segmenter, image, scales, flip), -1).astype(np.int32)
+
+
+def evaluate_published(
+    name: str,
+    pairs,
+    which: int = 0,
+    checkpoint=None,
+    crop_size=None,
+    ignore_label: int = 255,
+) -> tuple[dict, object]:
+    """Measures a zoo model the way one of its published numbers was measured.
+
+    Args:
+      name: a zoo entry with published numbers.
+      pairs: iterable of (uint8 `[H, W, 3]` image, int `[H, W]` label map) in the entry's
+        label set as jaxseg's datasets deliver it (ADE20K: 0..149, "other" = `ignore_label`;
+        the model's extra "other" output is then left out of the argmax).
+      which: index into the entry's `published` (its protocol: output stride, scales, flip).
+      checkpoint, crop_size: as `jaxseg.zoo.load`.
+      ignore_label: label value not scored.
+
+    Returns:
+      (`jaxseg.metrics.summarize` of the confusion matrix, the `Published` it compares with).
+    """
+    from jaxseg import metrics, zoo
+
+    published = zoo.entry(name).published[which]
+    segmenter = zoo.load(name, checkpoint, published.eval_output_stride, crop_size)
+    release = zoo.deeplab_models.RELEASES.get(name)
+    drop_other = release is not None and release.labels == "ade20k"
+    names = segmenter.class_names[1:] if drop_other else segmenter.class_names
+    total = None
+    for image, label in pairs:
+        if drop_other:
+            probabilities = official_probabilities(
+                segmenter, image, published.eval_scales, published.eval_flip
+            )
+            prediction = np.argmax(probabilities[..., 1:], -1)
+        else:
+            prediction = labels_by_protocol(
+                segmenter, image, published.eval_scales, published.eval_flip
+            )
+        cm = metrics.confusion_matrix(
+            np.asarray(label)[None], prediction[None], len(names), ignore_label
+        )
+        total = metrics.accumulate(total, cm)
+    if total is None:
+        raise ValueError(f"evaluate_published({name!r}): no (image, label) pairs given")
+    return metrics.summarize(total, names), published
