@@ -725,3 +725,30 @@ def test_evaluate_published_scores_against_the_protocol(mobilenet_release, tmp_p
         "mobilenetv2_coco_voc_trainaug", zip(images, wrong, strict=True), 0, archive, crop_size=65
     )
     assert summary["pixel_accuracy"] == pytest.approx(1 - 100 / (2 * 50 * 40 - 25))
+
+
+def test_zoo_predict_command_writes_label_pngs(mobilenet_release, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from PIL import Image
+
+    from jaxseg.zoo.__main__ import main
+
+    monkeypatch.setenv("JAXSEG_CACHE", str(tmp_path / "cache"))
+    case, official, archive, _ = mobilenet_release
+    downloads = tmp_path / "cache" / "downloads"
+    downloads.mkdir(parents=True)
+    shutil.copy(archive, downloads / archive.name)  # as if downloaded before: no network
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    image = np.random.default_rng(13).integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    Image.fromarray(image).save(photos / "a.png")
+    (photos / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    args = ["predict", "mobilenetv2_coco_voc_trainaug", "--input", str(photos)]
+    assert main([*args, "--output", str(out), "--crop-size", "65"]) == 0
+    expected = np.argmax(official_logits(official, case, image, (65, 65), 16), -1)
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "a.png")), expected)
+    assert (out / "a_overlay.jpg").exists() and "notes.txt" in capsys.readouterr().err
+    assert main([*args, "--output", str(out), "--crop-size", "65"]) == 1  # never overwrites
+    assert "refusing to overwrite" in capsys.readouterr().err
