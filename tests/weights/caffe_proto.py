@@ -1,0 +1,118 @@
+"""Test-side Caffe encoders, independent of `jaxseg.weights.caffe`.
+
+- `messages()`: a minimal `caffe.proto` (NetParameter, LayerParameter, V1LayerParameter,
+  BlobProto, BlobShape, with the BVLC field numbers) built at run time with protobuf's own
+  descriptor API (protoc is not needed), for files written by protobuf's Python runtime.
+- `write_caffemodel`: a tiny hand encoder of the same wire format with numpy, fast enough for
+  the tens of millions of weights of a full VGG16.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+_F = descriptor_pb2.FieldDescriptorProto
+
+
+def _field(msg, name, number, kind, label=_F.LABEL_OPTIONAL, type_name=None, packed=False):
+    f = msg.field.add(name=name, number=number, type=kind, label=label)
+    if type_name:
+        f.type_name = type_name
+    if packed:
+        f.options.packed = True
+
+
+def messages() -> dict[str, type]:
+    """Message classes of a minimal caffe.proto (package `caffe`, proto2)."""
+    fdp = descriptor_pb2.FileDescriptorProto(name="mini_caffe.proto", package="caffe")
+    fdp.syntax = "proto2"
+    rep = _F.LABEL_REPEATED
+    shape = fdp.message_type.add(name="BlobShape")
+    _field(shape, "dim", 1, _F.TYPE_INT64, rep, packed=True)
+    blob = fdp.message_type.add(name="BlobProto")
+    _field(blob, "shape", 7, _F.TYPE_MESSAGE, type_name=".caffe.BlobShape")
+    _field(blob, "data", 5, _F.TYPE_FLOAT, rep, packed=True)
+    _field(blob, "diff", 6, _F.TYPE_FLOAT, rep, packed=True)
+    _field(blob, "double_data", 8, _F.TYPE_DOUBLE, rep, packed=True)
+    for i, name in enumerate(("num", "channels", "height", "width"), start=1):
+        _field(blob, name, i, _F.TYPE_INT32)
+    conv = fdp.message_type.add(name="ConvolutionParameter")
+    _field(conv, "num_output", 1, _F.TYPE_UINT32)
+    _field(conv, "pad", 3, _F.TYPE_UINT32, rep)
+    layer = fdp.message_type.add(name="LayerParameter")
+    _field(layer, "name", 1, _F.TYPE_STRING)
+    _field(layer, "type", 2, _F.TYPE_STRING)
+    _field(layer, "bottom", 3, _F.TYPE_STRING, rep)
+    _field(layer, "top", 4, _F.TYPE_STRING, rep)
+    _field(layer, "blobs", 7, _F.TYPE_MESSAGE, rep, ".caffe.BlobProto")
+    _field(
+        layer, "convolution_param", 106, _F.TYPE_MESSAGE, type_name=".caffe.ConvolutionParameter"
+    )
+    v1 = fdp.message_type.add(name="V1LayerParameter")
+    _field(v1, "bottom", 2, _F.TYPE_STRING, rep)
+    _field(v1, "top", 3, _F.TYPE_STRING, rep)
+    _field(v1, "name", 4, _F.TYPE_STRING)
+    _field(v1, "type", 5, _F.TYPE_INT32)  # an enum in caffe.proto; same wire encoding
+    _field(v1, "blobs", 6, _F.TYPE_MESSAGE, rep, ".caffe.BlobProto")
+    _field(v1, "convolution_param", 10, _F.TYPE_MESSAGE, type_name=".caffe.ConvolutionParameter")
+    net = fdp.message_type.add(name="NetParameter")
+    _field(net, "name", 1, _F.TYPE_STRING)
+    _field(net, "layers", 2, _F.TYPE_MESSAGE, rep, ".caffe.V1LayerParameter")
+    _field(net, "input", 3, _F.TYPE_STRING, rep)
+    _field(net, "input_dim", 4, _F.TYPE_INT32, rep)
+    _field(net, "layer", 100, _F.TYPE_MESSAGE, rep, ".caffe.LayerParameter")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    names = ("NetParameter", "LayerParameter", "V1LayerParameter", "BlobProto", "BlobShape")
+    return {
+        n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"caffe.{n}")) for n in names
+    }
+
+
+# ---- hand encoder ---------------------------------------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _bytes_field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _blob(array: np.ndarray, legacy: bool) -> bytes:
+    array = np.asarray(array, np.float32)
+    if legacy:
+        dims = (1,) * (4 - array.ndim) + array.shape
+        head = b"".join(_varint(i << 3) + _varint(d) for i, d in enumerate(dims, start=1))
+    else:
+        head = _bytes_field(7, _bytes_field(1, b"".join(_varint(d) for d in array.shape)))
+    return head + _bytes_field(5, array.astype("<f4").tobytes())
+
+
+def write_caffemodel(path, layers, v1: bool = False) -> None:
+    """Writes `[(name, type, [arrays])]` as a NetParameter (V1 `layers` or `layer` field).
+
+    V1 layers get legacy 4-D blob shapes, current layers `BlobShape`; `type` is a string for
+    current layers and an int (the enum value) for V1 layers.
+    """
+    with open(path, "wb") as f:
+        f.write(_bytes_field(1, b"test_net"))
+        for name, kind, arrays in layers:
+            if v1:
+                body = _bytes_field(4, name.encode()) + _varint(5 << 3) + _varint(kind)
+                body += b"".join(_bytes_field(6, _blob(a, legacy=True)) for a in arrays)
+                f.write(_bytes_field(2, body))
+            else:
+                body = _bytes_field(1, name.encode()) + _bytes_field(2, kind.encode())
+                body += b"".join(_bytes_field(7, _blob(a, legacy=False)) for a in arrays)
+                f.write(_bytes_field(100, body))
