@@ -116,3 +116,115 @@ def write_caffemodel(path, layers, v1: bool = False) -> None:
                 body = _bytes_field(1, name.encode()) + _bytes_field(2, kind.encode())
                 body += b"".join(_bytes_field(7, _blob(a, legacy=False)) for a in arrays)
                 f.write(_bytes_field(100, body))
+
+
+# ---- deploy prototxt text -------------------------------------------------------------------
+
+
+class Prototxt:
+    """Builds a deploy prototxt (text format) and the matching random Caffe-layout weights.
+
+    Each method appends one layer and returns its top name; `blobs` collects
+    `(name, type, [arrays])` for `write_caffemodel`.
+    """
+
+    def __init__(self, shape, seed=0):
+        self.lines = [
+            'name: "test"',
+            'input: "data"',
+            "input_shape { " + " ".join(f"dim: {d}" for d in shape) + " }",
+        ]
+        self.blobs = []
+        self.channels = {"data": shape[1]}
+        self.rng = np.random.default_rng(seed)
+
+    def _layer(self, name, kind, bottoms, top, params=""):
+        bottom = " ".join(f'bottom: "{b}"' for b in bottoms)
+        self.lines.append(
+            f'layer {{ name: "{name}" type: "{kind}" {bottom} top: "{top}" {params} }}'
+        )
+        return top
+
+    def weights(self, *shape, fan_in=None):
+        fan_in = fan_in or int(np.prod(shape[1:]))
+        return (self.rng.normal(size=shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+
+    def conv(self, name, bottom, out, k, pad=0, stride=1, dilation=1, bias=True, relu=True):
+        cin = self.channels[bottom]
+        extra = f" dilation: {dilation}" if dilation > 1 else ""
+        extra += "" if bias else " bias_term: false"
+        params = (
+            f"convolution_param {{ num_output: {out} kernel_size: {k} pad: {pad} "
+            f"stride: {stride}{extra} }}"
+        )
+        self._layer(name, "Convolution", [bottom], name, params)
+        arrays = [self.weights(out, cin, k, k)]
+        if bias:
+            arrays.append((self.rng.normal(size=out) * 0.1).astype(np.float32))
+        self.blobs.append((name, "Convolution", arrays))
+        self.channels[name] = out
+        top = name
+        if relu:
+            self._layer(f"relu_{name}", "ReLU", [name], name)
+        return top
+
+    def deconv(self, name, bottom, k, stride):
+        c = self.channels[bottom]
+        params = (
+            f"convolution_param {{ num_output: {c} kernel_size: {k} stride: {stride} "
+            "bias_term: false }"
+        )
+        self._layer(name, "Deconvolution", [bottom], name, params)
+        self.blobs.append((name, "Deconvolution", [self.weights(c, c, k, k, fan_in=c * 2)]))
+        self.channels[name] = c
+        return name
+
+    def pool(self, name, bottom, k, stride, pad=0, kind="MAX", tops=None):
+        params = f"pooling_param {{ pool: {kind} kernel_size: {k} stride: {stride} pad: {pad} }}"
+        if tops:
+            bottom_s = f'bottom: "{bottom}"'
+            top_s = " ".join(f'top: "{t}"' for t in tops)
+            self.lines.append(
+                f'layer {{ name: "{name}" type: "Pooling" {bottom_s} {top_s} {params} }}'
+            )
+            self.channels.update({t: self.channels[bottom] for t in tops})
+            return tops
+        self._layer(name, "Pooling", [bottom], name, params)
+        self.channels[name] = self.channels[bottom]
+        return name
+
+    def crop(self, name, bottom, like, offset):
+        self._layer(
+            name, "Crop", [bottom, like], name, f"crop_param {{ axis: 2 offset: {offset} }}"
+        )
+        self.channels[name] = self.channels[bottom]
+        return name
+
+    def eltwise(self, name, bottoms, op="SUM"):
+        self._layer(name, "Eltwise", bottoms, name, f"eltwise_param {{ operation: {op} }}")
+        self.channels[name] = self.channels[bottoms[0]]
+        return name
+
+    def text(self):
+        return "\n".join(self.lines) + "\n"
+
+    def write(self, directory):
+        """Writes deploy.prototxt and net.caffemodel; returns their paths."""
+        prototxt, model = directory / "deploy.prototxt", directory / "net.caffemodel"
+        prototxt.write_text(self.text())
+        write_caffemodel(model, self.blobs)
+        return prototxt, model
+
+
+VGG16_WIDTHS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+
+
+def opencv_forward(prototxt, caffemodel, bgr_minus_mean, output=None):
+    """Runs the net in OpenCV's Caffe runtime on `[H, W, 3]` network input; `[H, W, C]` out."""
+    import cv2
+
+    net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setInput(np.ascontiguousarray(bgr_minus_mean.transpose(2, 0, 1)[None], np.float32))
+    out = net.forward(output) if output else net.forward()
+    return out[0].transpose(1, 2, 0)

@@ -1,0 +1,128 @@
+"""Zoo entries of the Caffe releases: FCN, DeepLab v1/v2, SegNet and VGG16 (ImageNet).
+
+Each entry's `load(path, *, output_stride=None, crop_size=None)` reads the release's
+`.caffemodel` (`jaxseg.weights.caffe`), builds the jaxseg model with the arguments that
+reproduce the release's Caffe semantics (docs/caffe_models.md) and returns a `Segmenter` fed
+the way the release was evaluated. The `build_*` functions take the sizes as arguments (the
+entries fix them to the released ones), so that small nets can be checked against OpenCV.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from jaxseg.data.label_tables import VOC_CLASS_NAMES
+from jaxseg.models.fcn import FCN8s, FCN16s, FCN32s
+from jaxseg.segmenter import Segmenter
+from jaxseg.weights import caffe_models as convert
+from jaxseg.zoo.registry import Published, ZooEntry, register
+
+# BGR means of the releases (0..255 units).
+FCN_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+DEEPLAB_MEAN_BGR = (104.008, 116.669, 122.675)
+VGG_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def bgr_minus_mean(mean_bgr: Sequence[float]):
+    """Caffe preprocessing: RGB 0..255 `[..., 3]` -> BGR minus the per-channel mean."""
+    mean = jnp.asarray(mean_bgr, jnp.float32)
+
+    def normalize(images: jax.Array) -> jax.Array:
+        return jnp.asarray(images, jnp.float32)[..., ::-1] - mean
+
+    return normalize
+
+
+def raw_bgr(images: jax.Array) -> jax.Array:
+    """SegNet's preprocessing: RGB 0..255 -> BGR 0..255, no mean."""
+    return jnp.asarray(images, jnp.float32)[..., ::-1]
+
+
+def _rgb(mean_bgr: Sequence[float]) -> tuple[float, float, float]:
+    return tuple(float(v) for v in mean_bgr[::-1])
+
+
+def _no_output_stride(output_stride: int | None, name: str, fixed: int) -> None:
+    if output_stride not in (None, fixed):
+        raise ValueError(
+            f"{name} runs at output stride {fixed} only (its layout is fixed by the Caffe "
+            f"release), got output_stride={output_stride}"
+        )
+
+
+# ---- FCN -----------------------------------------------------------------------------------
+
+_FCN_CLASSES = {32: FCN32s, 16: FCN16s, 8: FCN8s}
+
+
+def build_fcn(
+    path: str | Path,
+    *,
+    stride: int,
+    output_stride: int | None = None,
+    crop_size: int | Sequence[int] | None = None,
+    num_classes: int = 21,
+    fc_features: int = 4096,
+) -> Segmenter:
+    """FCN-`stride`s from a voc-fcn*s `.caffemodel`: the 100-pixel pad, VALID fc6 and the
+    reference crop offsets (`faithful_padding=True`), the stored final deconvolution
+    (`learnable_final_upsampling=True`), BGR minus the mean. The image runs at its own size
+    (`crop_size` pads it with the mean pixel, as a fixed canvas)."""
+    _no_output_stride(output_stride, f"FCN-{stride}s", stride)
+    model = _FCN_CLASSES[stride](
+        num_classes=num_classes,
+        faithful_padding=True,
+        learnable_final_upsampling=True,
+        fc_features=fc_features,
+    )
+    variables = convert.convert_caffemodel(path, convert.fcn_spec(model))
+    return Segmenter(
+        model,
+        variables,
+        normalize=bgr_minus_mean(FCN_MEAN_BGR),
+        class_names=VOC_CLASS_NAMES[:num_classes] if num_classes == 21 else _numbered(num_classes),
+        crop_size=crop_size,
+        pad_pixel=_rgb(FCN_MEAN_BGR),
+        bucket=None,
+    )
+
+
+def _numbered(num_classes: int) -> tuple[str, ...]:
+    return tuple(f"class_{i}" for i in range(num_classes))
+
+
+_FCN_URL = "http://dl.caffe.berkeleyvision.org/fcn{s}s-heavy-pascal.caffemodel"
+_FCN_PROTOTXT = (
+    "https://github.com/shelhamer/fcn.berkeleyvision.org/blob/master/voc-fcn{s}s/deploy.prototxt"
+)
+_FCN_PUBLISHED = {32: 63.6, 16: 65.0, 8: 65.5}
+_FCN_PAPER = {32: 59.4, 16: 62.4, 8: 62.7}
+
+for _s in (32, 16, 8):
+    register(
+        ZooEntry(
+            name=f"fcn{_s}s_heavy_pascal",
+            architecture=f"FCN-{_s}s, VGG16 (Caffe, 100-pixel pad, reference crop offsets)",
+            dataset="PASCAL VOC 2011 train + SBD (21 classes)",
+            num_classes=21,
+            urls=(_FCN_URL.format(s=_s),),
+            filename=f"fcn{_s}s-heavy-pascal.caffemodel",
+            size=None,
+            published=(
+                Published(
+                    "mIoU",
+                    _FCN_PUBLISHED[_s],
+                    "VOC 2011 seg11valid, single scale, whole image (FCN release README; the "
+                    f"CVPR 2015 paper's {_FCN_PAPER[_s]} was an earlier model)",
+                ),
+            ),
+            load=functools.partial(build_fcn, stride=_s),
+            references={"deploy_prototxt": _FCN_PROTOTXT.format(s=_s)},
+            notes="Input BGR minus (104.007, 116.669, 122.679); runs on the image at its size.",
+        )
+    )
