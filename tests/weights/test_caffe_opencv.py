@@ -77,3 +77,41 @@ def test_fcn(tmp_path, caffe_proto, stride):
     theirs = caffe_proto.opencv_forward(prototxt, caffemodel, net_input)
     seg = zoo.build_fcn(caffemodel, stride=stride, num_classes=classes, fc_features=fc)
     _assert_close(seg.logits(image), theirs)
+
+
+def _deeplab_vgg16(p, ceil_first=True):
+    """DeepLab's VGG16: 3x3 pools (stride 2, 2, 2, 1, 1; pad 1), conv5 at dilation 2."""
+    x = "data"
+    for b, widths in enumerate(p_widths(), start=1):
+        for i, width in enumerate(widths, start=1):
+            rate = 2 if b == 5 else 1
+            x = p.conv(f"conv{b}_{i}", x, width, 3, pad=rate, dilation=rate)
+        x = p.pool(f"pool{b}", x, 3, 2 if b <= 3 else 1, pad=1)
+    return x
+
+
+def _deeplab_input(image):
+    return image[..., ::-1].astype(np.float32) - np.float32(zoo.DEEPLAB_MEAN_BGR)
+
+
+def test_deeplab_v1_largefov(tmp_path, caffe_proto):
+    # 42 x 50: even sides, where ceil-mode pools differ from floor (42 -> 22 -> 12 -> 7).
+    h, w, classes, fc = 42, 50, 4, 16
+    p = caffe_proto.Prototxt((1, 3, h, w), seed=11)
+    x = _deeplab_vgg16(p)
+    x = p.pool("pool5a", x, 3, 1, pad=1, kind="AVE")
+    x = p.conv("fc6", x, fc, 3, pad=12, dilation=12)
+    x = p.conv("fc7", x, fc, 1)
+    x = p.conv("fc8_voc12", x, classes, 1, relu=False)
+    p._layer("fc8_interp", "Interp", [x], "fc8_interp", "interp_param { zoom_factor: 8 }")
+    prototxt = tmp_path / "deploy.prototxt"
+    prototxt.write_text(p.text())
+    # The release is an old V1 file: `layers` field, legacy 4-D blobs, biases (1, 1, 1, n).
+    caffemodel = tmp_path / "v1.caffemodel"
+    caffe_proto.write_caffemodel(caffemodel, [(n, 4, a) for n, _, a in p.blobs], v1=True)
+
+    image = _image(h, w, 11)
+    theirs = caffe_proto.opencv_forward(prototxt, caffemodel, _deeplab_input(image))
+    assert theirs.shape == (7 * 8 - 7, 7 * 8 - 7 + 8, classes)  # (h8 - 1) * 8 + 1 = 49, 57
+    seg = zoo.build_deeplab_v1(caffemodel, num_classes=classes, fc_features=fc, crop_size=(h, w))
+    _assert_close(seg.logits(image), theirs[:h, :w])

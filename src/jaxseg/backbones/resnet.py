@@ -20,6 +20,7 @@ from jaxseg.backbones.atrous_schedule import check_output_stride
 from jaxseg.nn import BatchNorm, ConvBN
 from jaxseg.nn.conv_bn import NormFactory
 from jaxseg.ops import max_pool2d
+from jaxseg.ops.pooling import ceil_mode_pads
 
 
 class Bottleneck(nn.Module):
@@ -92,6 +93,9 @@ class ResNet(nn.Module):
       multi_grid: one rate multiplier per block of stage 4, or None for all ones.
       stride_in_1x1: see module docstring.
       base_width: bottleneck width of stage 1 (64); stage s uses `base_width * 2**(s - 1)`.
+      stem_pool_ceil_mode: round the 3x3 / 2 stem pool's output size up as Caffe does
+        (`jaxseg.ops.pooling.ceil_mode_pads`; DeepLab v2's released ResNet-101), instead of
+        `(H - 1) // 2 + 1`.
       norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
     """
 
@@ -100,6 +104,7 @@ class ResNet(nn.Module):
     multi_grid: Sequence[int] | None = None
     stride_in_1x1: bool = False
     base_width: int = 64
+    stem_pool_ceil_mode: bool = False
     norm: NormFactory = BatchNorm
     conv_impl: str = "auto"
     dtype: Any = jnp.float32
@@ -133,7 +138,10 @@ class ResNet(nn.Module):
             name="conv1",
         )(jnp.asarray(images, self.dtype), train)
         # After the ReLU every value is >= 0, so this -inf padding equals Keras' zero padding.
-        x = max_pool2d(x, 3, 2, ((1, 1), (1, 1)))
+        pool_pads = ((1, 1), (1, 1))
+        if self.stem_pool_ceil_mode:
+            pool_pads = tuple(ceil_mode_pads(n, 3, 2, 1) for n in x.shape[1:3])
+        x = max_pool2d(x, 3, 2, pool_pads)
         features = {"stem": x, "stride4": x}
         stride, rate = 4, 1
         for s, num_blocks in enumerate(self.stage_sizes):

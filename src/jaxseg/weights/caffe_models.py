@@ -232,3 +232,31 @@ def convert_caffemodel(
         arrays = flat_blobs(read_caffemodel(path))
     imported = convert(arrays, spec, f"Caffe model {path}", strict=strict)
     return imported.variables
+
+
+# ---- DeepLab v1 / v2 (VGG16) -----------------------------------------------------------------
+
+
+def deeplab_v1_spec(model: nn.Module, classifier: str = "fc8_voc12") -> Spec:
+    """DeepLab v1 LargeFOV (deeplab-public, V1 file format): VGG16 convs, fc6 (3x3, rate 12),
+    fc7, and the classifier `classifier` -> `fc8`."""
+    entries = vgg16_entries(("backbone",))
+    entries += [
+        conv_entry("fc6", ("fc6",)),
+        conv_entry("fc7", ("fc7",)),
+        conv_entry(classifier, ("fc8",)),
+    ]
+    return make_spec("Caffe DeepLab v1 LargeFOV", model, entries)
+
+
+def deeplab_v2_vgg_spec(model: nn.Module, classifier: str = "fc8_voc12") -> Spec:
+    """DeepLab v2 VGG16 ASPP-L: VGG16 convs and per branch i `fc6_i`, `fc7_i`,
+    `{classifier}_i` -> `branch{i}/fc6`, `fc7`, `fc8`."""
+    entries = vgg16_entries(("backbone",))
+    for i in range(1, len(model.atrous_rates) + 1):
+        entries += [
+            conv_entry(f"fc6_{i}", (f"branch{i}", "fc6")),
+            conv_entry(f"fc7_{i}", (f"branch{i}", "fc7")),
+            conv_entry(f"{classifier}_{i}", (f"branch{i}", "fc8")),
+        ]
+    return make_spec("Caffe DeepLab v2 VGG16 ASPP-L", model, entries)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.data.label_tables import VOC_CLASS_NAMES
+from jaxseg.models.deeplab_v1 import DeepLabV1
 from jaxseg.models.fcn import FCN8s, FCN16s, FCN32s
 from jaxseg.segmenter import Segmenter
 from jaxseg.weights import caffe_models as convert
@@ -126,3 +127,48 @@ for _s in (32, 16, 8):
             notes="Input BGR minus (104.007, 116.669, 122.679); runs on the image at its size.",
         )
     )
+
+
+# ---- DeepLab v1 LargeFOV -------------------------------------------------------------------
+
+DEEPLAB_CROP = 513
+
+
+def _class_names(num_classes: int) -> tuple[str, ...]:
+    return VOC_CLASS_NAMES if num_classes == 21 else _numbered(num_classes)
+
+
+def _deeplab_segmenter(model, variables, num_classes, crop_size) -> Segmenter:
+    return Segmenter(
+        model,
+        variables,
+        normalize=bgr_minus_mean(DEEPLAB_MEAN_BGR),
+        class_names=_class_names(num_classes),
+        crop_size=DEEPLAB_CROP if crop_size is None else crop_size,
+        pad_pixel=_rgb(DEEPLAB_MEAN_BGR),
+        bucket=None,
+    )
+
+
+def build_deeplab_v1(
+    path: str | Path,
+    *,
+    output_stride: int | None = None,
+    crop_size: int | Sequence[int] | None = None,
+    num_classes: int = 21,
+    fc_features: int = 1024,
+    classifier: str = "fc8_voc12",
+) -> Segmenter:
+    """DeepLab v1 LargeFOV from its `.caffemodel`: ceil-mode pools, `pool5a`, Caffe's `Interp`
+    zoom 8; images padded with the mean to 513 x 513 (or `crop_size`), BGR minus the mean."""
+    _no_output_stride(output_stride, "DeepLab v1", 8)
+    model = DeepLabV1(
+        num_classes=num_classes,
+        fc_features=fc_features,
+        ceil_mode=True,
+        pool5_avg=True,
+        caffe_interp=True,
+    )
+    spec = convert.deeplab_v1_spec(model, classifier)
+    variables = convert.convert_caffemodel(path, spec)
+    return _deeplab_segmenter(model, variables, num_classes, crop_size)
