@@ -149,7 +149,14 @@ class Prototxt:
         fan_in = fan_in or int(np.prod(shape[1:]))
         return (self.rng.normal(size=shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
 
-    def conv(self, name, bottom, out, k, pad=0, stride=1, dilation=1, bias=True, relu=True):
+    def _shared(self, name, share, make):
+        """Blobs of layer `share` (weights shared across scale branches) or new ones."""
+        arrays = dict((n, a) for n, _, a in self.blobs)[share] if share else make()
+        return arrays
+
+    def conv(
+        self, name, bottom, out, k, pad=0, stride=1, dilation=1, bias=True, relu=True, share=None
+    ):
         cin = self.channels[bottom]
         extra = f" dilation: {dilation}" if dilation > 1 else ""
         extra += "" if bias else " bias_term: false"
@@ -158,15 +165,48 @@ class Prototxt:
             f"stride: {stride}{extra} }}"
         )
         self._layer(name, "Convolution", [bottom], name, params)
-        arrays = [self.weights(out, cin, k, k)]
-        if bias:
-            arrays.append((self.rng.normal(size=out) * 0.1).astype(np.float32))
-        self.blobs.append((name, "Convolution", arrays))
+
+        def make():
+            arrays = [self.weights(out, cin, k, k)]
+            if bias:
+                arrays.append((self.rng.normal(size=out) * 0.1).astype(np.float32))
+            return arrays
+
+        self.blobs.append((name, "Convolution", self._shared(name, share, make)))
         self.channels[name] = out
         top = name
         if relu:
             self._layer(f"relu_{name}", "ReLU", [name], name)
         return top
+
+    def batchnorm_scale(self, bn, scale, bottom, share=None, relu=False):
+        """Caffe's inference BatchNorm (mean, var, moving-average factor) + Scale (bias)."""
+        c = self.channels[bottom]
+        self._layer(bn, "BatchNorm", [bottom], bn, "batch_norm_param { use_global_stats: true }")
+        self._layer(scale, "Scale", [bn], scale, "scale_param { bias_term: true }")
+        rng = self.rng
+
+        def make_bn():
+            factor = np.float32(rng.uniform(0.5, 2.0))
+            mean = rng.normal(size=c).astype(np.float32) * 0.1 * factor
+            var = rng.uniform(0.5, 1.5, size=c).astype(np.float32) * factor
+            return [mean, var, np.array([factor], np.float32)]
+
+        def make_scale():
+            gamma = rng.uniform(0.5, 1.5, size=c).astype(np.float32)
+            return [gamma, (rng.normal(size=c) * 0.1).astype(np.float32)]
+
+        self.blobs.append((bn, "BatchNorm", self._shared(bn, share and share[0], make_bn)))
+        self.blobs.append((scale, "Scale", self._shared(scale, share and share[1], make_scale)))
+        self.channels[bn] = self.channels[scale] = c
+        if relu:
+            self._layer(f"relu_{scale}", "ReLU", [scale], scale)
+        return scale
+
+    def interp(self, name, bottom, params):
+        self._layer(name, "Interp", [bottom], name, f"interp_param {{ {params} }}")
+        self.channels[name] = self.channels[bottom]
+        return name
 
     def deconv(self, name, bottom, k, stride):
         c = self.channels[bottom]

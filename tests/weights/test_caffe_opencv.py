@@ -115,3 +115,102 @@ def test_deeplab_v1_largefov(tmp_path, caffe_proto):
     assert theirs.shape == (7 * 8 - 7, 7 * 8 - 7 + 8, classes)  # (h8 - 1) * 8 + 1 = 49, 57
     seg = zoo.build_deeplab_v1(caffemodel, num_classes=classes, fc_features=fc, crop_size=(h, w))
     _assert_close(seg.logits(image), theirs[:h, :w])
+
+
+def test_deeplab_v2_vgg16_aspp(tmp_path, caffe_proto):
+    h, w, classes, fc = 40, 35, 3, 8
+    p = caffe_proto.Prototxt((1, 3, h, w), seed=12)
+    pool5 = _deeplab_vgg16(p)
+    scores = []
+    for i, rate in enumerate((6, 12, 18, 24), start=1):
+        x = p.conv(f"fc6_{i}", pool5, fc, 3, pad=rate, dilation=rate)
+        x = p.conv(f"fc7_{i}", x, fc, 1)
+        scores.append(p.conv(f"fc8_voc12_{i}", x, classes, 1, relu=False))
+    x = p.eltwise("fc8_voc12", scores)
+    p._layer("fc8_interp", "Interp", [x], "fc8_interp", "interp_param { zoom_factor: 8 }")
+    prototxt, caffemodel = p.write(tmp_path)
+
+    image = _image(h, w, 12)
+    theirs = caffe_proto.opencv_forward(prototxt, caffemodel, _deeplab_input(image))
+    seg = zoo.build_deeplab_v2_vgg16(
+        caffemodel, num_classes=classes, fc_features=fc, crop_size=(h, w)
+    )
+    _assert_close(seg.logits(image), theirs[:h, :w])
+
+
+def _caffe_resnet(p, stage_sizes, base, suffix=""):
+    """DeepLab v2's Caffe ResNet at output stride 8 (layer names + `suffix`, shared weights)."""
+
+    def share(name):
+        return name if suffix else None
+
+    def cbs(conv, bn, scale, bottom, out, k, stride=1, dilation=1, relu=True):
+        pad = dilation * (k // 2)
+        x = p.conv(conv + suffix, bottom, out, k, pad, stride, dilation, bias=False, relu=False,
+                   share=share(conv))  # fmt: skip
+        names = (bn, scale) if suffix else None
+        return p.batchnorm_scale(bn + suffix, scale + suffix, x, share=names, relu=relu)
+
+    x = cbs("conv1", "bn_conv1", "scale_conv1", "data" + suffix, base, 7, stride=2)
+    x = p.pool("pool1" + suffix, x, 3, 2, pad=1)
+    for s, blocks in enumerate(stage_sizes):
+        stage = s + 2
+        stride, dilation = (2, 1) if stage == 3 else (1, {2: 1, 4: 2, 5: 4}[stage])
+        for b in range(blocks):
+            block = f"res{stage}a" if b == 0 else (
+                f"res{stage}b{b}" if stage in (3, 4) else f"res{stage}{'abcdefg'[b]}"
+            )  # fmt: skip
+            sfx = block[3:]
+            width = base * 2**s
+            st = stride if b == 0 else 1
+            shortcut = x
+            if b == 0:
+                shortcut = cbs(f"{block}_branch1", f"bn{sfx}_branch1", f"scale{sfx}_branch1",
+                               x, 4 * width, 1, stride=st, relu=False)  # fmt: skip
+            y = cbs(f"{block}_branch2a", f"bn{sfx}_branch2a", f"scale{sfx}_branch2a", x,
+                    width, 1, stride=st)  # fmt: skip
+            y = cbs(f"{block}_branch2b", f"bn{sfx}_branch2b", f"scale{sfx}_branch2b", y,
+                    width, 3, dilation=dilation)  # fmt: skip
+            y = cbs(f"{block}_branch2c", f"bn{sfx}_branch2c", f"scale{sfx}_branch2c", y,
+                    4 * width, 1, relu=False)  # fmt: skip
+            x = p.eltwise(block + suffix, [shortcut, y])
+            p._layer(f"{block}_relu{suffix}", "ReLU", [x], x)
+    scores = [
+        p.conv(
+            f"fc1_voc12_c{i}{suffix}",
+            x,
+            p.classes,
+            3,
+            pad=r,
+            dilation=r,
+            relu=False,
+            share=share(f"fc1_voc12_c{i}"),
+        )  # fmt: skip
+        for i, r in enumerate((6, 12, 18, 24))
+    ]
+    return p.eltwise("fc1_voc12" + suffix, scores)
+
+
+def test_deeplab_v2_resnet_msc(tmp_path, caffe_proto):
+    # 33 x 65 (8k + 1 sides): the sizes at which Caffe's three branches line up.
+    h, w, stages, base = 33, 65, (1, 2, 2, 1), 4
+    p = caffe_proto.Prototxt((1, 3, h, w), seed=13)
+    p.classes = 3
+    main = _caffe_resnet(p, stages, base)
+    fused = [main]
+    for scale, suffix in ((0.75, "_res075"), (0.5, "_res05")):
+        size = (int((h - 1) * scale) + 1, int((w - 1) * scale) + 1)
+        p.interp("data" + suffix, "data", f"height: {size[0]} width: {size[1]}")
+        branch = _caffe_resnet(p, stages, base, suffix)
+        fused.append(p.interp(f"fc1{suffix}_interp", branch, "height: 5 width: 9"))
+    x = p.eltwise("fc_fusion", fused, op="MAX")
+    p.interp("fc_fusion_interp", x, "zoom_factor: 8")
+    prototxt, caffemodel = p.write(tmp_path)
+
+    image = _image(h, w, 13)
+    theirs = caffe_proto.opencv_forward(prototxt, caffemodel, _deeplab_input(image))
+    assert theirs.shape == (h, w, 3)
+    seg = zoo.build_deeplab_v2_resnet(
+        caffemodel, num_classes=3, stage_sizes=stages, base_width=base, crop_size=(h, w)
+    )
+    _assert_close(seg.logits(image), theirs)

@@ -260,3 +260,77 @@ def deeplab_v2_vgg_spec(model: nn.Module, classifier: str = "fc8_voc12") -> Spec
             conv_entry(f"{classifier}_{i}", (f"branch{i}", "fc8")),
         ]
     return make_spec("Caffe DeepLab v2 VGG16 ASPP-L", model, entries)
+
+
+# ---- DeepLab v2 ResNet-101 -----------------------------------------------------------------
+
+
+def caffe_block_name(stage: int, block: int, numbered: bool) -> str:
+    """MSRA ResNet block names: `res{stage}a`, then `b`, `c`, ... or `b1`, `b2`, ...
+
+    `stage` is Caffe's (2..5), `block` 0-based; ResNet-101 numbers the blocks of res3 and res4.
+    """
+    if block == 0:
+        return f"res{stage}a"
+    return f"res{stage}b{block}" if numbered else f"res{stage}{chr(ord('a') + block)}"
+
+
+def caffe_resnet_entries(
+    prefix: tuple[str, ...], stage_sizes, numbered_stages=(3, 4), epsilon: float = 1e-5
+) -> list[Entry]:
+    """MSRA/DeepLab Caffe ResNet (conv + BatchNorm + Scale) -> `jaxseg.backbones.ResNet`."""
+    entries = list(conv_bn_scale_entries("conv1", "bn_conv1", "scale_conv1", (*prefix, "conv1")))
+    for s, blocks in enumerate(stage_sizes):
+        stage = s + 2
+        for b in range(blocks):
+            block = caffe_block_name(stage, b, stage in numbered_stages)
+            suffix = block[len("res") :]
+            target = (*prefix, f"stage{s + 1}_block{b + 1}")
+            branches = [("branch2a", "conv1"), ("branch2b", "conv2"), ("branch2c", "conv3")]
+            if b == 0:
+                branches.append(("branch1", "shortcut"))
+            for branch, ours in branches:
+                entries += conv_bn_scale_entries(
+                    f"{block}_{branch}",
+                    f"bn{suffix}_{branch}",
+                    f"scale{suffix}_{branch}",
+                    (*target, ours),
+                    epsilon,
+                )
+    return entries
+
+
+def deeplab_v2_resnet_spec(
+    model: nn.Module, stage_sizes, classifier: str = "fc1_voc12", numbered_stages=(3, 4)
+) -> Spec:
+    """DeepLab v2 ResNet ASPP-L: the Caffe ResNet and `{classifier}_c0..c3` -> `aspp/branch1..4`."""
+    entries = caffe_resnet_entries(("backbone",), stage_sizes, numbered_stages)
+    rates = model.atrous_rates or (6, 12, 18, 24)
+    entries += [
+        conv_entry(f"{classifier}_c{i}", ("aspp", f"branch{i + 1}")) for i in range(len(rates))
+    ]
+    return make_spec("Caffe DeepLab v2 ResNet ASPP-L", model, entries)
+
+
+def drop_scale_copies(
+    arrays: Mapping[str, np.ndarray], suffixes: tuple[str, ...], what: str
+) -> dict[str, np.ndarray]:
+    """Removes the per-scale copies of shared weights (`conv1_res075/0` == `conv1/0`).
+
+    DeepLab v2's multi-scale nets share one set of weights between scale branches, and Caffe
+    saves it once per branch layer. Each copy must equal the full-scale layer's blob.
+    """
+    kept = {}
+    for key, value in arrays.items():
+        layer, _, index = key.rpartition("/")
+        base = next((layer[: -len(s)] for s in suffixes if layer.endswith(s)), None)
+        if base is None:
+            kept[key] = value
+            continue
+        original = arrays.get(f"{base}/{index}")
+        if original is None or original.shape != value.shape or not np.array_equal(original, value):
+            raise ValueError(
+                f"{what}: {key} should be a copy of {base}/{index} (weights shared between "
+                "scales) but differs or has no original"
+            )
+    return kept

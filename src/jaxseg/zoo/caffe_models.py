@@ -16,11 +16,14 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from jaxseg.backbones.resnet import ResNet
 from jaxseg.data.label_tables import VOC_CLASS_NAMES
 from jaxseg.models.deeplab_v1 import DeepLabV1
+from jaxseg.models.deeplab_v2 import DeepLabV2, DeepLabV2VGG16
 from jaxseg.models.fcn import FCN8s, FCN16s, FCN32s
 from jaxseg.segmenter import Segmenter
 from jaxseg.weights import caffe_models as convert
+from jaxseg.weights.caffe import flat_blobs, read_caffemodel
 from jaxseg.zoo.registry import Published, ZooEntry, register
 
 # BGR means of the releases (0..255 units).
@@ -171,4 +174,65 @@ def build_deeplab_v1(
     )
     spec = convert.deeplab_v1_spec(model, classifier)
     variables = convert.convert_caffemodel(path, spec)
+    return _deeplab_segmenter(model, variables, num_classes, crop_size)
+
+
+def build_deeplab_v2_vgg16(
+    path: str | Path,
+    *,
+    output_stride: int | None = None,
+    crop_size: int | Sequence[int] | None = None,
+    num_classes: int = 21,
+    fc_features: int = 1024,
+    classifier: str = "fc8_voc12",
+) -> Segmenter:
+    """DeepLab v2 VGG16 ASPP-L from its `.caffemodel`: ceil-mode pools, four LargeFOV
+    branches at rates 6/12/18/24 summed, Caffe's `Interp` zoom 8; padded to 513 as v1."""
+    _no_output_stride(output_stride, "DeepLab v2 VGG16", 8)
+    model = DeepLabV2VGG16(
+        num_classes=num_classes, fc_features=fc_features, ceil_mode=True, caffe_interp=True
+    )
+    spec = convert.deeplab_v2_vgg_spec(model, classifier)
+    variables = convert.convert_caffemodel(path, spec)
+    return _deeplab_segmenter(model, variables, num_classes, crop_size)
+
+
+# ---- DeepLab v2 ResNet-101 -----------------------------------------------------------------
+
+MSC_SUFFIXES = ("_res075", "_res05")
+
+
+def build_deeplab_v2_resnet(
+    path: str | Path,
+    *,
+    output_stride: int | None = None,
+    crop_size: int | Sequence[int] | None = None,
+    num_classes: int = 21,
+    stage_sizes: Sequence[int] = (3, 4, 23, 3),
+    base_width: int = 64,
+    multi_scale_inputs: Sequence[float] = (0.75, 0.5),
+    classifier: str = "fc1_voc12",
+) -> Segmenter:
+    """DeepLab v2 ResNet-101 ASPP-L (MSC) from its `.caffemodel`: Caffe ResNet (stride in the
+    1x1 `branch2a`, ceil-mode stem pool, BatchNorm + Scale), inputs at 1, 0.75 and 0.5 fused
+    by max, Caffe's `Interp` zoom 8; padded to 513 with the mean, BGR minus the mean."""
+    _no_output_stride(output_stride, "DeepLab v2 ResNet-101", 8)
+    backbone = functools.partial(
+        ResNet,
+        stage_sizes=tuple(stage_sizes),
+        base_width=base_width,
+        stride_in_1x1=True,
+        stem_pool_ceil_mode=True,
+    )
+    model = DeepLabV2(
+        num_classes=num_classes,
+        backbone=backbone,
+        output_stride=8,
+        multi_scale_inputs=tuple(multi_scale_inputs),
+        caffe_interp=True,
+    )
+    what = f"Caffe model {path}"
+    arrays = convert.drop_scale_copies(flat_blobs(read_caffemodel(path)), MSC_SUFFIXES, what)
+    spec = convert.deeplab_v2_resnet_spec(model, stage_sizes, classifier)
+    variables = convert.convert_caffemodel(path, spec, arrays=arrays)
     return _deeplab_segmenter(model, variables, num_classes, crop_size)
