@@ -214,3 +214,100 @@ def test_deeplab_v2_resnet_msc(tmp_path, caffe_proto):
         caffemodel, num_classes=3, stage_sizes=stages, base_width=base, crop_size=(h, w)
     )
     _assert_close(seg.logits(image), theirs)
+
+
+class _Upsample:
+    """caffe-segnet's `Upsample` for OpenCV, in numpy: bottoms (values, mask, a blob of the
+    output size); each value is written at its mask index `h * W + w`, zeros elsewhere."""
+
+    def __init__(self, params, blobs):
+        pass
+
+    def getMemoryShapes(self, inputs):  # noqa: N802 (OpenCV's name)
+        return [[*inputs[0][:2], *inputs[2][2:]]]
+
+    def forward(self, inputs):
+        values, mask, like = inputs
+        n, c = values.shape[:2]
+        out = np.zeros((n, c, like.shape[2] * like.shape[3]), np.float32)
+        index = mask.reshape(n, c, -1).astype(np.int64)
+        np.put_along_axis(out, index, values.reshape(n, c, -1), axis=2)
+        return [out.reshape(n, c, *like.shape[2:])]
+
+
+@pytest.fixture
+def upsample_layer():
+    cv2.dnn_registerLayer("Upsample", _Upsample)
+    yield
+    cv2.dnn_unregisterLayer("Upsample")
+
+
+def _segnet_bn(p, name, bottom, relu=True):
+    """caffe-segnet's inference BN (scale * x + shift, blobs (1, C, 1, 1)) as a Scale layer."""
+    c = p.channels[bottom]
+    p._layer(name, "Scale", [bottom], name, "scale_param { bias_term: true }")
+    scale = p.rng.uniform(0.5, 1.5, size=(1, c, 1, 1)).astype(np.float32)
+    shift = (p.rng.normal(size=(1, c, 1, 1)) * 0.1).astype(np.float32)
+    p.blobs.append((name, "BN", [scale, shift]))
+    p.channels[name] = c
+    if relu:
+        p._layer(f"relu_{name}", "ReLU", [name], name)
+    return name
+
+
+def _unpool(p, name, bottom, mask, like):
+    p._layer(name, "Upsample", [bottom, mask, like], name)
+    p.channels[name] = p.channels[bottom]
+    return name
+
+
+def test_segnet_driving(tmp_path, caffe_proto, upsample_layer):
+    # 45 x 38: odd sizes all the way down (45 -> 23 -> 12 -> 6 -> 3 -> 2), as CamVid's 360.
+    h, w, classes = 45, 38, 12
+    p = caffe_proto.Prototxt((1, 3, h, w), seed=14)
+    x, convs = "data", {}
+    for b, widths in enumerate(p_widths(), start=1):
+        for i, width in enumerate(widths, start=1):
+            x = p.conv(f"conv{b}_{i}", x, width, 3, pad=1, relu=False)
+            x = _segnet_bn(p, f"conv{b}_{i}_bn", x)
+        convs[b] = x
+        x, _ = p.pool(f"pool{b}", x, 2, 2, tops=[f"pool{b}", f"pool{b}_mask"])
+    for b in range(5, 0, -1):
+        x = _unpool(p, f"upsample{b}", x, f"pool{b}_mask", convs[b])
+        widths = p_widths()[b - 1]
+        outs = list(widths[1:]) + ([p_widths()[b - 2][-1]] if b > 1 else [])
+        for i, width in zip(range(len(widths), 0, -1), outs, strict=False):
+            x = p.conv(f"conv{b}_{i}_D", x, width, 3, pad=1, relu=False)
+            x = _segnet_bn(p, f"conv{b}_{i}_D_bn", x)
+    p.conv("conv1_1_D", x, classes, 3, pad=1, relu=False)
+    prototxt, caffemodel = p.write(tmp_path)
+
+    image = _image(h, w, 14)
+    theirs = caffe_proto.opencv_forward(prototxt, caffemodel, image[..., ::-1].astype(np.float32))
+    seg = zoo.build_segnet(caffemodel, num_classes=classes)
+    _assert_close(seg.logits(image), theirs)
+
+
+def test_segnet_basic(tmp_path, caffe_proto, upsample_layer):
+    h, w, classes, width = 45, 60, 11, 8
+    p = caffe_proto.Prototxt((1, 3, h, w), seed=15)
+    p._layer("norm", "LRN", ["data"], "norm",
+             "lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 }")  # fmt: skip
+    p.channels["norm"] = 3
+    x, convs = "norm", {}
+    for i in range(1, 5):
+        x = p.conv(f"conv{i}", x, width, 7, pad=3, relu=False)
+        convs[i] = _segnet_bn(p, f"conv{i}_bn", x)
+        x, _ = p.pool(f"pool{i}", convs[i], 2, 2, tops=[f"pool{i}", f"pool{i}_mask"])
+    for i in range(4, 0, -1):
+        x = _unpool(p, f"upsample{i}", x, f"pool{i}_mask", convs[i])
+        x = p.conv(f"conv_decode{i}", x, width, 7, pad=3, relu=False)
+        x = _segnet_bn(p, f"conv_decode{i}_bn", x, relu=False)
+    p.conv("conv_classifier", x, classes, 1, relu=False)
+    prototxt, caffemodel = p.write(tmp_path)
+
+    # Large raw 0..255 values make the LRN matter (its denominator is far from 1).
+    image = _image(h, w, 15)
+    theirs = caffe_proto.opencv_forward(prototxt, caffemodel, image[..., ::-1].astype(np.float32))
+    seg = zoo.build_segnet_basic(caffemodel, features=width)
+    _assert_close(seg.logits(image), theirs)

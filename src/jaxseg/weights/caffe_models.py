@@ -334,3 +334,43 @@ def drop_scale_copies(
                 "scales) but differs or has no original"
             )
     return kept
+
+
+# ---- SegNet --------------------------------------------------------------------------------
+
+# SegNet's classifier layer is named differently in the tutorial prototxts and in some
+# released files.
+SEGNET_CLASSIFIERS = ("conv1_1_D", "conv_classifier", "dense_softmax_inner_prod")
+
+
+def segnet_spec(model: nn.Module) -> Spec:
+    """SegNet (VGG16 encoder-decoder, caffe-segnet): `conv{b}_{i}` + `conv{b}_{i}_bn` ->
+    `backbone/conv{b}_{i}`, decoder `conv{b}_{i}_D` + `_bn` -> `conv{b}_{i}_d`, and the
+    classifier (`conv1_1_D`, with bias, no BN) -> `classifier`."""
+    entries = []
+    for b, widths in enumerate(VGG16_BLOCKS, start=1):
+        for i in range(1, len(widths) + 1):
+            name = f"conv{b}_{i}"
+            entries.append(conv_segnet_bn_entry(name, f"{name}_bn", ("backbone", name)))
+            if (b, i) != (1, 1):
+                dec = f"{name}_D"
+                entries.append(conv_segnet_bn_entry(dec, f"{dec}_bn", (f"{name}_d",)))
+    keys = {
+        "weights": tuple(f"{n}/0" for n in SEGNET_CLASSIFIERS),
+        "bias": tuple(f"{n}/1" for n in SEGNET_CLASSIFIERS),
+    }
+    entries.append(Entry("conv1_1_D", keys, ("classifier",), _conv))
+    return make_spec("Caffe SegNet", model, entries)
+
+
+def segnet_basic_spec(model: nn.Module) -> Spec:
+    """SegNet-Basic: `conv{i}` / `conv_decode{i}` + `_bn` -> the same names, and the 1x1
+    classifier (`conv_classifier`, or `dense_softmax_inner_prod` in some files)."""
+    entries = []
+    for i in range(1, model.depth + 1):
+        for name in (f"conv{i}", f"conv_decode{i}"):
+            entries.append(conv_segnet_bn_entry(name, f"{name}_bn", (name,)))
+    names = SEGNET_CLASSIFIERS[1:]
+    keys = {"weights": tuple(f"{n}/0" for n in names), "bias": tuple(f"{n}/1" for n in names)}
+    entries.append(Entry("conv_classifier", keys, ("classifier",), _conv))
+    return make_spec("Caffe SegNet-Basic", model, entries)

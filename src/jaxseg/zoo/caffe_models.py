@@ -17,10 +17,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.backbones.resnet import ResNet
-from jaxseg.data.label_tables import VOC_CLASS_NAMES
+from jaxseg.data.label_tables import CAMVID_CLASS_NAMES, VOC_CLASS_NAMES
 from jaxseg.models.deeplab_v1 import DeepLabV1
 from jaxseg.models.deeplab_v2 import DeepLabV2, DeepLabV2VGG16
 from jaxseg.models.fcn import FCN8s, FCN16s, FCN32s
+from jaxseg.models.segnet import SegNet, SegNetBasic
 from jaxseg.segmenter import Segmenter
 from jaxseg.weights import caffe_models as convert
 from jaxseg.weights.caffe import flat_blobs, read_caffemodel
@@ -236,3 +237,60 @@ def build_deeplab_v2_resnet(
     spec = convert.deeplab_v2_resnet_spec(model, stage_sizes, classifier)
     variables = convert.convert_caffemodel(path, spec, arrays=arrays)
     return _deeplab_segmenter(model, variables, num_classes, crop_size)
+
+
+# ---- SegNet --------------------------------------------------------------------------------
+
+# The 12 classes of the SegNet web demo (CamVid's 11 with road marking split from road).
+SEGNET_DRIVING_CLASS_NAMES = (
+    "sky", "building", "pole", "road_marking", "road", "pavement", "tree", "sign_symbol",
+    "fence", "car", "pedestrian", "bicyclist",
+)  # fmt: skip
+
+
+def _segnet_segmenter(model, variables, class_names, crop_size) -> Segmenter:
+    return Segmenter(
+        model,
+        variables,
+        normalize=raw_bgr,
+        class_names=class_names,
+        crop_size=crop_size,
+        pad_pixel=(0.0, 0.0, 0.0),
+        bucket=None,
+    )
+
+
+def build_segnet(
+    path: str | Path,
+    *,
+    output_stride: int | None = None,
+    crop_size: int | Sequence[int] | None = None,
+    num_classes: int = 12,
+) -> Segmenter:
+    """SegNet (VGG16 encoder-decoder) from a caffe-segnet `.caffemodel`: conv bias and
+    inference `BN` folded into BatchNorm, ceil-mode pools with stored indices, 3x3 classifier,
+    raw BGR input. Each image runs at its own size (the release's is 360 x 480)."""
+    _no_output_stride(output_stride, "SegNet", 32)
+    model = SegNet(num_classes=num_classes, classifier_kernel_size=3)
+    variables = convert.convert_caffemodel(path, convert.segnet_spec(model))
+    names = SEGNET_DRIVING_CLASS_NAMES if num_classes == 12 else (
+        CAMVID_CLASS_NAMES if num_classes == 11 else _numbered(num_classes)
+    )  # fmt: skip
+    return _segnet_segmenter(model, variables, names, crop_size)
+
+
+def build_segnet_basic(
+    path: str | Path,
+    *,
+    output_stride: int | None = None,
+    crop_size: int | Sequence[int] | None = None,
+    num_classes: int = 11,
+    features: int = 64,
+) -> Segmenter:
+    """SegNet-Basic from the SegNet tutorial's `.caffemodel`: input LRN, four 7x7 conv + BN
+    stages, decoder without ReLU, raw BGR input, each image at its own size."""
+    _no_output_stride(output_stride, "SegNet-Basic", 16)
+    model = SegNetBasic(num_classes=num_classes, features=features)
+    variables = convert.convert_caffemodel(path, convert.segnet_basic_spec(model))
+    names = CAMVID_CLASS_NAMES if num_classes == 11 else _numbered(num_classes)
+    return _segnet_segmenter(model, variables, names, crop_size)
