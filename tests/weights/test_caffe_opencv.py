@@ -311,3 +311,32 @@ def test_segnet_basic(tmp_path, caffe_proto, upsample_layer):
     theirs = caffe_proto.opencv_forward(prototxt, caffemodel, image[..., ::-1].astype(np.float32))
     seg = zoo.build_segnet_basic(caffemodel, features=width)
     _assert_close(seg.logits(image), theirs)
+
+
+def test_vgg16_ilsvrc_inner_products(tmp_path, caffe_proto):
+    # The ImageNet file stores fc6/fc7/fc8 as InnerProduct [out, C * h * w]; OpenCV runs them
+    # as such at 224 x 224, where our fully convolutional form has one score cell.
+    classes, fc = 10, 16
+    p = caffe_proto.Prototxt((1, 3, 224, 224), seed=16)
+    x = _vgg16(p, "data", lambda name, x: p.pool(name, x, 2, 2))
+    p.lines = [line.replace("pad: 100", "pad: 1") for line in p.lines]
+    for name, out, fan_in in (("fc6", fc, 512 * 49), ("fc7", fc, fc), ("fc8", classes, fc)):
+        params = f"inner_product_param {{ num_output: {out} }}"
+        p._layer(name, "InnerProduct", [x], name, params)
+        w = p.weights(out, fan_in)
+        p.blobs.append((name, "InnerProduct", [w, (p.rng.normal(size=out) * 0.1).astype("f4")]))
+        x = name
+        if name != "fc8":
+            p._layer(f"relu_{name}", "ReLU", [x], x)
+    prototxt, caffemodel = p.write(tmp_path)
+
+    image = _image(224, 224, 16)
+    net_input = image[..., ::-1].astype(np.float32) - np.float32(zoo.VGG_MEAN_BGR)
+    import cv2 as cv
+
+    net = cv.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+    net.setInput(np.ascontiguousarray(net_input.transpose(2, 0, 1)[None]))
+    theirs = net.forward().reshape(classes)
+    seg = zoo.build_vgg16_ilsvrc(caffemodel, num_classes=classes, fc_features=fc)
+    ours = seg.logits(image)
+    _assert_close(ours, np.broadcast_to(theirs, ours.shape))

@@ -374,3 +374,25 @@ def segnet_basic_spec(model: nn.Module) -> Spec:
     keys = {"weights": tuple(f"{n}/0" for n in names), "bias": tuple(f"{n}/1" for n in names)}
     entries.append(Entry("conv_classifier", keys, ("classifier",), _conv))
     return make_spec("Caffe SegNet-Basic", model, entries)
+
+
+# ---- VGG16 (ImageNet) ----------------------------------------------------------------------
+
+
+def vgg16_ilsvrc_spec(model: nn.Module, with_classifier: bool = True) -> Spec:
+    """VGG_ILSVRC_16_layers: the 13 convs, InnerProduct fc6 `[4096, 512 * 7 * 7]` -> a 7x7
+    conv, fc7 -> 1x1, and (`with_classifier`) fc8 -> `fc8`, for `VGG16Classifier`; without
+    it fc8 is reported as unused (a backbone for FCN: `model` is then a `VGG16` with
+    `include_fc=True` and its parameters are at the top level)."""
+    prefix = ("backbone",) if with_classifier else ()
+    entries = vgg16_entries(prefix)
+    entries += [
+        conv_entry("fc6", (*prefix, "fc6"), kernel_hw=(7, 7)),
+        conv_entry("fc7", (*prefix, "fc7"), kernel_hw=(1, 1)),
+    ]
+    if with_classifier:
+        entries.append(conv_entry("fc8", ("fc8",), kernel_hw=(1, 1)))
+    ignorable = (lambda key: False) if with_classifier else (lambda key: key.startswith("fc8/"))
+    spec = make_spec("Caffe VGG_ILSVRC_16_layers", model, entries, ignorable)
+    # Parameter shapes do not depend on fc6's padding; SAME lets the shape check run small.
+    return dataclasses.replace(spec, reference=lambda: model.clone(fc6_padding="SAME"))

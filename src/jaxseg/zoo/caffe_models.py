@@ -20,7 +20,7 @@ from jaxseg.backbones.resnet import ResNet
 from jaxseg.data.label_tables import CAMVID_CLASS_NAMES, VOC_CLASS_NAMES
 from jaxseg.models.deeplab_v1 import DeepLabV1
 from jaxseg.models.deeplab_v2 import DeepLabV2, DeepLabV2VGG16
-from jaxseg.models.fcn import FCN8s, FCN16s, FCN32s
+from jaxseg.models.fcn import FCN8s, FCN16s, FCN32s, VGG16Classifier
 from jaxseg.models.segnet import SegNet, SegNetBasic
 from jaxseg.segmenter import Segmenter
 from jaxseg.weights import caffe_models as convert
@@ -294,3 +294,31 @@ def build_segnet_basic(
     variables = convert.convert_caffemodel(path, convert.segnet_basic_spec(model))
     names = CAMVID_CLASS_NAMES if num_classes == 11 else _numbered(num_classes)
     return _segnet_segmenter(model, variables, names, crop_size)
+
+
+# ---- VGG16 (ImageNet) ----------------------------------------------------------------------
+
+
+def build_vgg16_ilsvrc(
+    path: str | Path,
+    *,
+    output_stride: int | None = None,
+    crop_size: int | Sequence[int] | None = None,
+    num_classes: int = 1000,
+    fc_features: int = 4096,
+) -> Segmenter:
+    """VGG_ILSVRC_16_layers as a dense classifier (`VGG16Classifier`): fc6 a 7x7 VALID conv,
+    class scores of every 224-pixel window resized to the image; images smaller than
+    224 x 224 are padded with the mean (`crop_size`, default 224). BGR minus VGG's mean."""
+    _no_output_stride(output_stride, "VGG16", 32)
+    model = VGG16Classifier(num_classes=num_classes, fc_features=fc_features)
+    variables = convert.convert_caffemodel(path, convert.vgg16_ilsvrc_spec(model))
+    return Segmenter(
+        model,
+        variables,
+        normalize=bgr_minus_mean(VGG_MEAN_BGR),
+        class_names=_numbered(num_classes),
+        crop_size=224 if crop_size is None else crop_size,
+        pad_pixel=_rgb(VGG_MEAN_BGR),
+        bucket=None,
+    )
