@@ -10,6 +10,10 @@ entries fix them to the released ones), so that small nets can be checked agains
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,6 +62,38 @@ def _no_output_stride(output_stride: int | None, name: str, fixed: int) -> None:
             f"{name} runs at output stride {fixed} only (its layout is fixed by the Caffe "
             f"release), got output_stride={output_stride}"
         )
+
+
+def caffemodel_from(path: str | Path, member: str) -> Path:
+    """`path` itself, or for a release `.zip` its `member` extracted next to it (once).
+
+    DeepLab v2 publishes a zip holding the prototxts, the trained model and the COCO
+    initialisation; the trained model is extracted to `<zip without .zip>/member` (written to
+    a temporary name first, so an interrupted extraction never leaves a partial file).
+    """
+    path = Path(path).expanduser()
+    if not zipfile.is_zipfile(path):
+        return path
+    target = path.with_suffix("") / member
+    if target.exists():
+        return target
+    with zipfile.ZipFile(path) as archive:
+        names = {Path(n).name: n for n in archive.namelist()}
+        if member not in names:
+            models = sorted(n for n in names if n.endswith(".caffemodel"))
+            raise FileNotFoundError(
+                f"{path} has no {member}; its .caffemodel files: {models or 'none'}"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out, archive.open(names[member]) as src:
+                shutil.copyfileobj(src, out, 1 << 24)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return target
 
 
 # ---- FCN -----------------------------------------------------------------------------------
@@ -133,9 +169,12 @@ for _s in (32, 16, 8):
     )
 
 
-# ---- DeepLab v1 LargeFOV -------------------------------------------------------------------
+# ---- DeepLab v1 LargeFOV / v2 -------------------------------------------------------------------
 
 DEEPLAB_CROP = 513
+# The VOC 2012 model inside DeepLab v2's prototxt_and_model.zip (init.caffemodel is the
+# COCO-pretrained initialisation).
+DEEPLAB_V2_MEMBER = "train2_iter_20000.caffemodel"
 
 
 def _class_names(num_classes: int) -> tuple[str, ...]:
@@ -194,7 +233,7 @@ def build_deeplab_v2_vgg16(
         num_classes=num_classes, fc_features=fc_features, ceil_mode=True, caffe_interp=True
     )
     spec = convert.deeplab_v2_vgg_spec(model, classifier)
-    variables = convert.convert_caffemodel(path, spec)
+    variables = convert.convert_caffemodel(caffemodel_from(path, DEEPLAB_V2_MEMBER), spec)
     return _deeplab_segmenter(model, variables, num_classes, crop_size)
 
 
@@ -232,6 +271,7 @@ def build_deeplab_v2_resnet(
         multi_scale_inputs=tuple(multi_scale_inputs),
         caffe_interp=True,
     )
+    path = caffemodel_from(path, DEEPLAB_V2_MEMBER)
     what = f"Caffe model {path}"
     arrays = convert.drop_scale_copies(flat_blobs(read_caffemodel(path)), MSC_SUFFIXES, what)
     spec = convert.deeplab_v2_resnet_spec(model, stage_sizes, classifier)
@@ -322,3 +362,136 @@ def build_vgg16_ilsvrc(
         pad_pixel=_rgb(VGG_MEAN_BGR),
         bucket=None,
     )
+
+
+# ---- the entries ---------------------------------------------------------------------------
+
+_DEEPLAB_NOTES = (
+    "Input BGR minus (104.008, 116.669, 122.675); images padded bottom/right with the mean "
+    "to 513 x 513 as the official evaluation (crop_size= to change it)."
+)
+_VOC12_VAL = "VOC 2012 val (1449 images), single scale, 513 x 513 mean-padded input"
+
+register(
+    ZooEntry(
+        name="deeplab_largefov_voc12",
+        architecture="DeepLab v1 LargeFOV, VGG16 (fc6 3x3 rate 12, 1024 channels)",
+        dataset="PASCAL VOC 2012 train_aug (21 classes)",
+        num_classes=21,
+        urls=(
+            "http://ccvl.stat.ucla.edu/ccvl/DeepLab-LargeFOV/train2_iter_8000.caffemodel",
+            "http://www.cs.jhu.edu/~alanlab/ccvl/DeepLab-LargeFOV/train2_iter_8000.caffemodel",
+        ),
+        filename="deeplab_largefov_train2_iter_8000.caffemodel",
+        size=None,
+        published=(
+            Published("mIoU", 62.25, _VOC12_VAL, eval_output_stride=8),
+            Published("mIoU", 67.64, f"{_VOC12_VAL}, dense CRF", eval_output_stride=8),
+        ),
+        load=build_deeplab_v1,
+        references={
+            "test_prototxt": "http://ccvl.stat.ucla.edu/ccvl/DeepLab-LargeFOV/test.prototxt"
+        },
+        notes=_DEEPLAB_NOTES + " V1 file format (deeplab-public).",
+    )
+)
+
+_V2 = "http://liangchiehchen.com/projects/released/deeplab_aspp_{net}/prototxt_and_model.zip"
+register(
+    ZooEntry(
+        name="deeplabv2_vgg16_voc12",
+        architecture="DeepLab v2, VGG16, ASPP-L (rates 6/12/18/24)",
+        dataset="PASCAL VOC 2012 train_aug (21 classes)",
+        num_classes=21,
+        urls=(_V2.format(net="vgg16"),),
+        filename="deeplab_aspp_vgg16_prototxt_and_model.zip",
+        size=None,
+        published=(
+            Published("mIoU", 68.96, _VOC12_VAL, eval_output_stride=8),
+            Published("mIoU", 71.57, f"{_VOC12_VAL}, dense CRF", eval_output_stride=8),
+        ),
+        load=build_deeplab_v2_vgg16,
+        references={"project_page": "http://liangchiehchen.com/projects/DeepLabv2_vgg.html"},
+        notes=_DEEPLAB_NOTES + f" The zip's {DEEPLAB_V2_MEMBER} is the VOC 2012 model.",
+    )
+)
+register(
+    ZooEntry(
+        name="deeplabv2_resnet101_voc12",
+        architecture="DeepLab v2, ResNet-101 (Caffe), ASPP-L, multi-scale inputs 1/0.75/0.5 "
+        "fused by max",
+        dataset="MS-COCO, then PASCAL VOC 2012 train_aug (21 classes)",
+        num_classes=21,
+        urls=(_V2.format(net="resnet101"),),
+        filename="deeplab_aspp_resnet101_prototxt_and_model.zip",
+        size=None,
+        published=(
+            Published("mIoU", 76.35, f"{_VOC12_VAL}, MSC", eval_output_stride=8),
+            Published("mIoU", 77.69, f"{_VOC12_VAL}, MSC, dense CRF", eval_output_stride=8),
+        ),
+        load=build_deeplab_v2_resnet,
+        references={"project_page": "http://liangchiehchen.com/projects/DeepLabv2_resnet.html"},
+        notes=_DEEPLAB_NOTES + f" The zip's {DEEPLAB_V2_MEMBER} is the VOC 2012 model; the "
+        "file stores the shared weights once per scale branch (checked equal).",
+    )
+)
+
+_SEGNET = "http://mi.eng.cam.ac.uk/~agk34/resources/SegNet/{}.caffemodel"
+_SEGNET_PROTOTXT = (
+    "https://github.com/alexgkendall/SegNet-Tutorial/blob/master/Example_Models/{}.prototxt"
+)
+register(
+    ZooEntry(
+        name="segnet_basic_camvid",
+        architecture="SegNet-Basic (4 stages of 7x7 conv + BN, 64 channels)",
+        dataset="CamVid (11 classes), SegNet tutorial",
+        num_classes=11,
+        urls=(_SEGNET.format("segnet_basic_camvid"),),
+        filename="segnet_basic_camvid.caffemodel",
+        size=None,
+        published=(Published("mIoU", 46.3, "CamVid test (233 images), 11 classes, 360 x 480"),),
+        load=build_segnet_basic,
+        references={"deploy_prototxt": _SEGNET_PROTOTXT.format("segnet_basic_camvid")},
+        notes="Input raw BGR 0..255 (no mean); runs at the image's size (CamVid: 360 x 480).",
+    )
+)
+register(
+    ZooEntry(
+        name="segnet_driving_webdemo",
+        architecture="SegNet (VGG16 encoder-decoder with BN, pooling indices)",
+        dataset="road scenes of the SegNet web demo (12 classes: CamVid's 11 + road marking)",
+        num_classes=12,
+        urls=(_SEGNET.format("segnet_weights_driving_webdemo"),),
+        filename="segnet_weights_driving_webdemo.caffemodel",
+        size=None,
+        published=(),
+        load=build_segnet,
+        references={"deploy_prototxt": _SEGNET_PROTOTXT.format("segnet_model_driving_webdemo")},
+        notes="Input raw BGR 0..255 (no mean), 360 x 480 as released. The web demo model was "
+        "trained on more data than CamVid and has no published benchmark number.",
+    )
+)
+register(
+    ZooEntry(
+        name="vgg16_ilsvrc",
+        architecture="VGG16 ImageNet classifier, fully convolutional (fc6 7x7, fc7/fc8 1x1)",
+        dataset="ILSVRC 2012 (1000 classes)",
+        num_classes=1000,
+        urls=(
+            "http://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/"
+            "VGG_ILSVRC_16_layers.caffemodel",
+        ),
+        filename="VGG_ILSVRC_16_layers.caffemodel",
+        size=None,
+        published=(
+            Published(
+                "top-5 error", 7.5, "ILSVRC 2012 val, dense evaluation at scales 256/384/512"
+            ),
+        ),
+        load=build_vgg16_ilsvrc,
+        references={"deploy_prototxt": "https://gist.github.com/ksimonyan/211839e770f7b538e2d8"},
+        notes="Input BGR minus (103.939, 116.779, 123.68). The FCN and DeepLab "
+        "initialisation: `convert.vgg16_ilsvrc_spec(VGG16(include_fc=True), "
+        "with_classifier=False)`.",
+    )
+)
