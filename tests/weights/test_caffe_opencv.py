@@ -46,8 +46,17 @@ def p_widths():
     return ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
-@pytest.mark.parametrize("stride", [32, 16, 8])
-def test_fcn(tmp_path, caffe_proto, stride):
+def _scale(p, name, bottom, value):
+    """The at-once nets' fixed Scale layer (one factor per channel, no bias)."""
+    c = p.channels[bottom]
+    p._layer(name, "Scale", [bottom], name, "scale_param { bias_term: false }")
+    p.blobs.append((name, "Scale", [np.full(c, value, np.float32)]))
+    p.channels[name] = c
+    return name
+
+
+@pytest.mark.parametrize("stride, at_once", [(32, False), (16, False), (8, False), (8, True)])
+def test_fcn(tmp_path, caffe_proto, stride, at_once):
     h, w, classes, fc = 33, 37, 5, 32
     p = caffe_proto.Prototxt((1, 3, h, w), seed=stride)
     pool5 = _vgg16(p, "data", lambda name, x: p.pool(name, x, 2, 2))
@@ -59,14 +68,16 @@ def test_fcn(tmp_path, caffe_proto, stride):
         p.crop("score", up, "data", 19)
     else:
         up = p.deconv("upscore2", score, 4, 2)
-        skip = p.conv("score_pool4", "pool4", classes, 1, relu=False)
+        pool4 = _scale(p, "scale_pool4", "pool4", 0.01) if at_once else "pool4"
+        skip = p.conv("score_pool4", pool4, classes, 1, relu=False)
         fuse = p.eltwise("fuse_pool4", [up, p.crop("score_pool4c", skip, up, 5)])
         if stride == 16:
             up = p.deconv("upscore16", fuse, 32, 16)
             p.crop("score", up, "data", 27)
         else:
             up = p.deconv("upscore_pool4", fuse, 4, 2)
-            skip = p.conv("score_pool3", "pool3", classes, 1, relu=False)
+            pool3 = _scale(p, "scale_pool3", "pool3", 1e-4) if at_once else "pool3"
+            skip = p.conv("score_pool3", pool3, classes, 1, relu=False)
             fuse = p.eltwise("fuse_pool3", [up, p.crop("score_pool3c", skip, up, 9)])
             up = p.deconv("upscore8", fuse, 16, 8)
             p.crop("score", up, "data", 31)

@@ -189,9 +189,27 @@ def make_spec(
 FCN_FINAL_DECONV = {32: "upscore", 16: "upscore16", 8: "upscore8"}
 
 
+def _scaled_score(found: dict) -> dict:
+    out = _conv(found)
+    if "scale" in found:
+        # score(scale * pool) == score with its input channels scaled: fold the fixed Scale.
+        scale = _vector(found["scale"], "Scale")
+        out["params"]["kernel"] = out["params"]["kernel"] * scale[None, None, :, None]
+    return out
+
+
+def _scaled_score_entry(pool: str) -> Entry:
+    """`score_{pool}`, preceded in the at-once nets by a fixed `scale_{pool}` (0.01 for pool4,
+    1e-4 for pool3), which is folded into the 1x1 kernel."""
+    keys = {"weights": f"score_{pool}/0", "bias": f"score_{pool}/1", "scale": f"scale_{pool}/0"}
+    return Entry(f"score_{pool}", keys, (f"score_{pool}",), _scaled_score, frozenset({"scale"}))
+
+
 def fcn_spec(model: nn.Module) -> Spec:
-    """FCN-32s/16s/8s (voc-fcn*s): the model needs `learnable_final_upsampling=True` so that
-    the stored final deconvolution (bilinear in the release, any kernel in a file) is used."""
+    """FCN-32s/16s/8s (voc-fcn*s, heavy or at-once): the model needs
+    `learnable_final_upsampling=True` so that the stored final deconvolution (bilinear in the
+    release, any kernel in a file) is used. The at-once nets' fixed `scale_pool4`/`scale_pool3`
+    are folded into `score_pool4`/`score_pool3`."""
     if not model.learnable_final_upsampling:
         raise ValueError(
             "FCN from Caffe: build the model with learnable_final_upsampling=True; the "
@@ -205,7 +223,7 @@ def fcn_spec(model: nn.Module) -> Spec:
         conv_entry("score_fr", ("score_fr",)),
     ]
     for i, pool in enumerate(skips):
-        entries.append(conv_entry(f"score_{pool}", (f"score_{pool}",)))
+        entries.append(_scaled_score_entry(pool))
         name = "upscore2" if i == 0 else f"upscore_{skips[i - 1]}"
         entries.append(deconv_entry(name, name))
     stride = 32 // 2 ** len(skips)
