@@ -30,13 +30,14 @@ def _fill(blob, array, legacy):
 
 def test_current_format_with_blob_shapes(tmp_path, caffe_pb):
     rng = np.random.default_rng(0)
-    w, b = rng.normal(size=(8, 3, 3, 3)), rng.normal(size=(8,))
+    # 1080 weights: large blobs are read from the file straight into the array.
+    w, b = rng.normal(size=(40, 3, 3, 3)), rng.normal(size=(40,))
     up = rng.normal(size=(4, 4, 2, 2))
     net = caffe_pb["NetParameter"](name="fcn")
     net.input.append("data")
     net.layer.add(name="data", type="Input", top=["data"])
     conv = net.layer.add(name="conv1_1", type="Convolution", bottom=["data"], top=["c"])
-    conv.convolution_param.num_output = 8
+    conv.convolution_param.num_output = 40
     conv.convolution_param.pad.append(100)
     _fill(conv.blobs.add(), w, legacy=False)
     _fill(conv.blobs.add(), b, legacy=False)
