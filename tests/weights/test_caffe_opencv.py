@@ -127,6 +127,14 @@ def test_deeplab_v1_largefov(tmp_path, caffe_proto):
     seg = zoo.build_deeplab_v1(caffemodel, num_classes=classes, fc_features=fc, crop_size=(h, w))
     _assert_close(seg.logits(image), theirs[:h, :w])
 
+    # A smaller image on the same canvas: padded bottom/right with the mean pixel (zero after
+    # the mean subtraction), as DeepLab's evaluation pads to 513, and cropped back.
+    small = image[: h - 5, : w - 9]
+    canvas = np.zeros((h, w, 3), np.float32)
+    canvas[: h - 5, : w - 9] = _deeplab_input(small)
+    theirs = caffe_proto.opencv_forward(prototxt, caffemodel, canvas)
+    _assert_close(seg.logits(small), theirs[: h - 5, : w - 9])
+
 
 def test_deeplab_v2_vgg16_aspp(tmp_path, caffe_proto):
     h, w, classes, fc = 40, 35, 3, 8

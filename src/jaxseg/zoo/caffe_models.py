@@ -126,7 +126,7 @@ def build_fcn(
         model,
         variables,
         normalize=bgr_minus_mean(FCN_MEAN_BGR),
-        class_names=VOC_CLASS_NAMES[:num_classes] if num_classes == 21 else _numbered(num_classes),
+        class_names=_class_names(num_classes),
         crop_size=crop_size,
         pad_pixel=_rgb(FCN_MEAN_BGR),
         bucket=None,
