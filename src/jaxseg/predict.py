@@ -51,10 +51,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from PIL import Image
 from tqdm import tqdm
 
 from jaxseg import inference, viz
+from jaxseg.images import NotAnImageError, read_rgb  # noqa: F401  (re-exported)
 
 OVERLAY_SUFFIX = "_overlay.jpg"
 _DEFAULT_PROBE_SIZE = 512
@@ -62,10 +62,6 @@ _DEFAULT_PROBE_SIZE = 512
 
 class PredictError(Exception):
     """A problem with the command's inputs (experiment, workdir, checkpoint): message, exit 2."""
-
-
-class NotAnImageError(Exception):
-    """The file is not an image PIL can read."""
 
 
 # --------------------------------------------------------------------------- experiment + model
@@ -220,26 +216,6 @@ def load_variables(
 
 
 # --------------------------------------------------------------------------- images + palette
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as uint8 RGB `[H, W, 3]`: grey, palette, RGBA and CMYK images converted
-    (alpha dropped), 16-bit and float greys rescaled by their maximum.
-
-    Raises `NotAnImageError` if PIL does not recognise the file as an image; a recognised but
-    broken image (e.g. truncated) raises PIL's own error.
-    """
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("I;16", "I;16B", "I", "F"):
-                # PIL's RGB conversion would clip these to 255 instead of scaling them.
-                values = np.asarray(image, np.float64)
-                span = max(float(values.max()), 1.0)
-                image = Image.fromarray(np.round(values / span * 255).astype(np.uint8))
-            return np.asarray(image.convert("RGB"))
-    except Image.UnidentifiedImageError as e:
-        raise NotAnImageError(f"{path} is not an image PIL can read") from e
 
 
 def _dataset_palette(module: ModuleType, config: Any) -> tuple[np.ndarray, str | None]:
