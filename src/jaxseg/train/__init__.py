@@ -17,6 +17,7 @@ from jaxseg.train.config import default_config, define_config_flag, handle_error
 from jaxseg.train.errors import (
     CheckpointError,
     CheckpointMismatchError,
+    CheckpointWriteError,
     ConfigError,
     NonFiniteLossError,
     StopRequested,
@@ -48,6 +49,7 @@ from jaxseg.train.steps import eval_step, predict_logits, predict_step, train_st
 
 __all__ = [
     "CheckpointError",
+    "CheckpointWriteError",
     "CheckpointMismatchError",
     "Checkpoints",
     "ConfigError",

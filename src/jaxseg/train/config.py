@@ -8,7 +8,9 @@ of silently training with the default.
 
 from __future__ import annotations
 
+import errno
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
+from jaxseg import debug
 from jaxseg.train.errors import ConfigError, TrainingError
 from jaxseg.train.optim import OPTIMIZERS, SCHEDULES, lr_multiplier_tree, optimizer_config
 
@@ -140,19 +143,39 @@ def validate_config(
             raise ConfigError(f"config.optimizer.lr_multipliers: {e}") from None
 
 
+# errno values that mean "the run failed" (status 1) rather than "bad input" (status 2).
+_RUN_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+
+
 def handle_errors(main: Callable[..., Any]) -> Callable[..., Any]:
     """Wraps an experiment's `main(argv)`: a `TrainingError` prints its message and exits.
 
     Use as `app.run(train.handle_errors(main))`: configuration problems, an incompatible
     workdir, a NaN loss or a preemption end with one clear line (and the error's exit status)
-    rather than a stack trace.
+    rather than a stack trace; so do a full disk (status 1) and a folder without write
+    permission (status 2) wherever they are met. `JAXSEG_DEBUG=1` adds the traceback.
     """
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
             return main(*args, **kwargs)
         except TrainingError as e:
+            if debug.debug_enabled():
+                traceback.print_exception(e, file=sys.stderr)
             print(f"\n{type(e).__name__}: {e}", file=sys.stderr, flush=True)
             raise SystemExit(e.exit_code) from None
+        except Exception as e:
+            # A full disk or a folder without permission, met outside the checkpoints (logs,
+            # figures, the data folder): a few lines, not a stack trace; other errors are bugs.
+            problem = debug.system_problem(e, "the run stopped")
+            if problem is None:
+                raise
+            code = 1 if debug.system_errno(e) in _RUN_FAILURES else 2
+            debug.print_failure(
+                f"\n{problem}. Nothing was deleted; once fixed, rerun the same command to "
+                "resume from the newest complete checkpoint.",
+                e,
+            )
+            raise SystemExit(code) from None
 
     return wrapped

@@ -24,6 +24,10 @@ class CheckpointError(TrainingError):
     """A checkpoint is missing, incomplete or unreadable."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (full disk, permissions); older ones are intact."""
+
+
 class CheckpointMismatchError(CheckpointError):
     """The workdir holds checkpoints of a different model; nothing was overwritten."""
 
