@@ -42,6 +42,7 @@ import functools
 import importlib.util
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -53,7 +54,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
-from jaxseg import inference, viz
+from jaxseg import debug, inference, viz
 from jaxseg.images import NotAnImageError, read_rgb  # noqa: F401  (re-exported)
 
 OVERLAY_SUFFIX = "_overlay.jpg"
@@ -208,7 +209,8 @@ def load_variables(
             ),
         ).state
     except Exception as e:  # orbax/tensorstore raise assorted types for missing or bad arrays
-        raise PredictError(f"{mismatch}, or it is unreadable: {type(e).__name__}: {e}") from e
+        first = (str(e).strip().splitlines() or [""])[0][:300]  # TensorStore specs run long
+        raise PredictError(f"{mismatch}, or it is unreadable: {type(e).__name__}: {first}") from e
     problems = _shape_differences(_flat_shapes(restored["params"]), model_shapes)
     if problems:
         raise PredictError(f"{mismatch}: " + "; ".join(problems))
@@ -547,6 +549,8 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
             tqdm.write(f"warning: skipping {path}: not an image", file=sys.stderr)
         except Exception as e:  # one bad image must not stop a folder
             failed += 1
+            if debug.debug_enabled():
+                traceback.print_exception(e, file=sys.stderr)
             tqdm.write(f"error: {path}: {type(e).__name__}: {e}", file=sys.stderr)
     print(
         f"wrote {done} prediction(s) to {output}; skipped {skipped} non-image file(s); "
@@ -557,7 +561,9 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns 0 (all images done), 1 (some image failed) or 2 (bad setup)."""
+    """Entry point; returns 0 (all images done), 1 (some image failed) or 2 (bad setup: an
+    option out of range, outputs that exist without --overwrite, an output folder that cannot
+    be written, a missing or unreadable workdir/checkpoint). `JAXSEG_DEBUG=1` adds tracebacks."""
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
     unknown = [a for a in overrides if not a.startswith("--config.")]
@@ -566,7 +572,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args, overrides)
     except PredictError as e:
+        if debug.debug_enabled():
+            traceback.print_exception(e, file=sys.stderr)
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. an unreadable input folder, a full disk while setting up
+        problem = debug.system_problem(e, "jaxseg.predict stopped")
+        debug.print_failure(f"error: {problem or e}", e)
         return 2
 
 

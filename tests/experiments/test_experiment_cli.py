@@ -92,6 +92,8 @@ def _main(module, argv):
         (["--config.eval_batch_size=4"], "eval_batch_size=4 must be a positive multiple"),
         (["--config.model.backbone=resnet18"], "config.model.backbone='resnet18'"),
         (["--config.normalization=caffe"], "config.normalization='caffe'"),
+        (["--config.eval_scales=(1.0, 0.0)"], "eval_scales=(1.0, 0.0) must be > 0"),
+        (["--config.sliding_window=-64"], "sliding_window=-64 must be a window size >= 1"),
     ],
 )
 def test_bad_config_stops_before_data_or_compilation(v3plus, tmp_path, capsys, args, message):
