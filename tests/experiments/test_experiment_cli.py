@@ -75,6 +75,31 @@ def test_help_shows_the_docstring(v3plus, capsys):
     assert "python experiments/deeplabv3plus_voc.py --demo" in out and "--mode" in out
 
 
+def _flat(tree, prefix="config"):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}.{key}")
+        else:
+            yield f"{prefix}.{key}", value
+
+
+@pytest.mark.parametrize("demo", [False, True])
+def test_help_lists_every_flag_and_config_key_with_its_value(v3plus, capsys, demo):
+    argv = ["x.py", "--help"] + (["--demo"] if demo else [])
+    with pytest.raises(SystemExit) as stop:
+        experiment.parse_command_line(argv, v3plus.get_config, v3plus.demo_config, v3plus.__doc__)
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--workdir", "--mode", "--demo", "--checkpoint"):
+        assert f"\n  {flag}: " in out, flag
+    config = v3plus.demo_config(v3plus.get_config()) if demo else v3plus.get_config()
+    keys = dict(_flat(config.to_dict()))
+    assert len(keys) > 40
+    for key, value in keys.items():
+        assert f"\n  --{key}={value!r}\n" in out, key
+    assert ("--config.crop_size=128" in out) == demo  # the demo's crop, not the paper's 513
+
+
 def _main(module, argv):
     return experiment.main(
         module.get_config,
