@@ -75,6 +75,13 @@ def test_help_shows_the_docstring(v3plus, capsys):
     assert "python experiments/deeplabv3plus_voc.py --demo" in out and "--mode" in out
 
 
+@pytest.mark.parametrize("demo", [[], ["--demo"]])
+def test_crop_size_takes_an_int_or_height_width(v3plus, demo):
+    config = parse(v3plus, *demo, "--config.crop_size=(96,128)")[0]
+    assert tuple(config.crop_size) == (96, 128)
+    assert parse(v3plus, *demo, "--config.crop_size=96")[0].crop_size == 96
+
+
 def _flat(tree, prefix="config"):
     for key, value in tree.items():
         if isinstance(value, dict):

@@ -306,7 +306,7 @@ def parse_command_line(
     config = fv["config"].value
     if fv.demo:
         overrides = config_flags.get_override_values(fv["config"])
-        config = _apply_overrides(demo_config(get_config()), overrides)
+        config = _apply_overrides(train.allow_size_pairs(demo_config(get_config())), overrides)
     workdir = fv.workdir or (default_workdir + ("_demo" if fv.demo else ""))
     return config, workdir, fv.mode, fv.demo, fv.checkpoint
 

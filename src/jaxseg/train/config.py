@@ -40,6 +40,28 @@ def default_config() -> ml_collections.ConfigDict:
     return config
 
 
+# Keys whose value may be an int (a square) or an (h, w) pair, on any section.
+SIZE_KEYS = ("crop_size",)
+
+
+def allow_size_pairs(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Lets each `SIZE_KEYS` field hold an int or an `(h, w)` tuple (in place; returns it).
+
+    A ConfigDict field keeps the type of its first value, so `config.crop_size = 513` would
+    refuse `--config.crop_size=(96,128)`; an untyped reference takes either (and the command
+    line then parses the override as a Python literal).
+    """
+    for key in list(config.keys()):
+        value = config[key]
+        if isinstance(value, ml_collections.ConfigDict):
+            allow_size_pairs(value)
+        elif key in SIZE_KEYS and isinstance(value, int | tuple | list):
+            with config.unlocked():
+                del config[key]
+                config[key] = ml_collections.FieldReference(value, field_type=object)
+    return config
+
+
 def define_config_flag(
     config: ml_collections.ConfigDict,
     name: str = "config",
@@ -51,6 +73,7 @@ def define_config_flag(
     Call at module level of an experiment file (like `config_flags.DEFINE_config_dict`). A
     `--config.some.key=value` that names no key prints the valid keys and exits with status 2.
     """
+    allow_size_pairs(config)
     config.lock()
     try:
         return config_flags.DEFINE_config_dict(name, config, help_string, flag_values=flag_values)
