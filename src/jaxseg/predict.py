@@ -56,6 +56,7 @@ from tqdm import tqdm
 
 from jaxseg import debug, inference, viz
 from jaxseg.images import NotAnImageError, read_rgb  # noqa: F401  (re-exported)
+from jaxseg.train.config import allow_size_pairs
 
 OVERLAY_SUFFIX = "_overlay.jpg"
 _DEFAULT_PROBE_SIZE = 512
@@ -390,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
 def apply_overrides(config: Any, overrides: Sequence[str]) -> None:
     """Sets `--config.a.b=value` overrides on `config` in place (values parsed as Python
     literals, else kept as strings), e.g. `--config.model.output_stride=8` for evaluation."""
+    if overrides:
+        allow_size_pairs(config)  # --config.crop_size=(h,w) on an int crop_size
     for item in overrides:
         key, sep, text = item.removeprefix("--config.").partition("=")
         if not item.startswith("--config.") or not sep:

@@ -217,6 +217,7 @@ def test_config_overrides(run, inputs, tmp_path, capsys):
     assert predict.main(argv + ["--config.no_such_key=1"]) == 2
     assert "cannot set config.no_such_key" in capsys.readouterr().err
     assert predict.main(argv + ["--config.crop_size=24"]) == 0
+    assert predict.main(argv + ["--config.crop_size=(16,24)", "--overwrite"]) == 0
     with pytest.raises(SystemExit):
         predict.main(argv + ["--frobnicate"])
 
