@@ -199,3 +199,17 @@ def test_really_full_disk_in_a_subprocess(tmp_path):
         assert "the disk is full" in done.stderr
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_checkpoint_folder_without_permission_exits_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("JAXSEG_DEBUG", raising=False)
+    path = f"{tmp_path}/checkpoints/2.orbax-checkpoint-tmp/state"
+
+    def save(self, step, *args, **kwargs):  # what tensorstore says on a read-only folder
+        raise ValueError(f'PERMISSION_DENIED: Error writing local file "{path}": Permission denied')
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", save)
+    code, err = _run_main(tmp_path, tinyrun.tiny_config(num_train_steps=4), capsys)
+    assert code == 2
+    assert "writing checkpoint 2" in err and "permission denied" in err
+    assert "Traceback" not in err and len(_message_lines(err)) <= 2, err

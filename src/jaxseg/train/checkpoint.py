@@ -22,6 +22,7 @@ threads log each such failure with its traceback; those records are dropped unle
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import logging as py_logging
 import os
@@ -210,7 +211,7 @@ class Checkpoints:
             problem = debug.system_problem(e, f"cannot use checkpoint folder {self.directory}")
             if problem is None:
                 raise
-            raise CheckpointWriteError(problem) from e
+            raise CheckpointWriteError(problem, _exit_code(e)) from e
 
     def _write_failed(self, error: BaseException, step: int | None) -> CheckpointWriteError:
         """The error to raise for a failed (possibly background) write of `step`."""
@@ -228,7 +229,8 @@ class Checkpoints:
         )
         self._failed = CheckpointWriteError(
             f"{problem}. Nothing was deleted ({kept}); rerun the same command to resume "
-            "from the newest complete checkpoint."
+            "from the newest complete checkpoint.",
+            _exit_code(error),
         )
         return self._failed
 
@@ -383,6 +385,11 @@ class Checkpoints:
         except Exception as e:
             if self._failed is None:
                 raise self._write_failed(e, self._pending_step) from e
+
+
+def _exit_code(error: BaseException) -> int:
+    """2 for a folder that cannot be written (bad input), 1 for a full disk or anything else."""
+    return 2 if debug.system_errno(error) in (errno.EACCES, errno.EPERM, errno.EROFS) else 1
 
 
 def _names_step(error: BaseException, directory: str, step: int | None) -> bool:

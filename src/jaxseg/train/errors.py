@@ -25,7 +25,15 @@ class CheckpointError(TrainingError):
 
 
 class CheckpointWriteError(CheckpointError):
-    """A checkpoint could not be written (full disk, permissions); older ones are intact."""
+    """A checkpoint could not be written (full disk, permissions); older ones are intact.
+
+    Status 1 for a full disk or an I/O error (the run failed), 2 for a folder that cannot be
+    written (a bad --workdir), as for the same problems met elsewhere in a run.
+    """
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class CheckpointMismatchError(CheckpointError):
