@@ -11,3 +11,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `jaxseg.Segmenter` without importing JAX/Flax for `import jaxseg` alone.
+    if name == "Segmenter":
+        from jaxseg.segmenter import Segmenter
+
+        return Segmenter
+    raise AttributeError(f"module 'jaxseg' has no attribute {name!r}")

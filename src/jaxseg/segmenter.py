@@ -1,0 +1,197 @@
+"""`Segmenter`: a trained network with its preprocessing, ready to label photographs.
+
+    seg = Segmenter(model, variables, normalize=..., class_names=names, crop_size=513,
+                    pad_pixel=(127.5, 127.5, 127.5))
+    labels = seg(image)              # uint8 [H, W, 3] numpy or PIL -> int32 [H, W]
+    scores = seg.logits(image)       # float32 [H, W, C]
+
+One object serves the model zoo, run folders and the prediction command line, so that a
+network is always fed the way it was trained and evaluated:
+
+- images arrive as RGB in 0..255 (PIL images are turned to their displayed orientation first);
+- each image is padded bottom/right with `pad_pixel` to the evaluation canvas (`crop_size` when
+  the image fits, else the `bucket` rule of `jaxseg.inference.bucket_size`), normalised, run
+  through the network on the whole canvas (so global pooling sees the padded map, as DeepLab's
+  official evaluation does) and the logits are cropped back to the image;
+- test-time scales and flips, sliding windows and the dense CRF go through `jaxseg.inference`.
+
+The network is compiled once per canvas shape, with the variables as an argument rather than
+constants baked into the program (which makes compiling large models slow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image, ImageOps
+
+from jaxseg import inference
+
+Normalize = Callable[[jax.Array], jax.Array]
+
+
+def as_rgb_array(image: Any) -> np.ndarray:
+    """One image as a real-valued `[H, W, 3]` array in 0..255 units.
+
+    PIL images are rotated to their displayed orientation (EXIF) and converted to RGB; arrays
+    must already be `[H, W, 3]` RGB.
+    """
+    if isinstance(image, Image.Image):
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[-1] != 3 or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(
+            f"an image must be an RGB array [H, W, 3] or a PIL image, got an array of shape "
+            f"{array.shape} and dtype {array.dtype}"
+        )
+    return array
+
+
+def _pair_or_none(size: int | Sequence[int] | None, name: str) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    pair = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+    if len(pair) != 2 or min(pair) < 1:
+        raise ValueError(f"{name} must be a positive int or (height, width), got {size!r}")
+    return pair
+
+
+class Segmenter:
+    """A network plus everything needed to apply it to images; see the module docstring.
+
+    Attributes:
+      model, variables: the Flax module and its `{"params", "batch_stats"}`.
+      class_names: one name per output channel.
+      palette: uint8 `[N, 3]` colours for label maps (N >= number of classes).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        variables: Mapping[str, Any],
+        *,
+        normalize: Normalize,
+        class_names: Sequence[str],
+        palette: np.ndarray | None = None,
+        crop_size: int | Sequence[int] | None = None,
+        pad_pixel: Sequence[float] = (0.0, 0.0, 0.0),
+        bucket: inference.Bucket = 32,
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
+        sliding_window: tuple | None = None,
+        batch_size: int = 4,
+        align_corners: bool = False,
+        crf: Mapping[str, float] | None = None,
+    ):
+        if not scales or any(not s > 0 for s in scales):
+            raise ValueError(f"scales must be positive numbers, got {tuple(scales)!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if len(tuple(pad_pixel)) != 3:
+            raise ValueError(f"pad_pixel must be an RGB triple, got {tuple(pad_pixel)!r}")
+        self.model = model
+        self.variables = variables
+        self.normalize = normalize
+        self.class_names = tuple(class_names)
+        if palette is None:
+            from jaxseg.viz import voc_palette
+
+            palette = voc_palette(256)
+        self.palette = np.asarray(palette, np.uint8)
+        self.crop_size = _pair_or_none(crop_size, "crop_size")
+        self.pad_pixel = tuple(float(v) for v in pad_pixel)
+        self.bucket = bucket
+        self.scales = tuple(float(s) for s in scales)
+        self.flip = bool(flip)
+        self.sliding_window = sliding_window
+        self.batch_size = int(batch_size)
+        self.align_corners = bool(align_corners)
+        self.crf = dict(crf) if crf is not None else None
+        self._network = jax.jit(
+            lambda v, x: model.apply(v, normalize(x), train=False).astype(jnp.float32)
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _apply(self, images: jax.Array) -> jax.Array:
+        """Raw RGB `[B, h, w, 3]` -> logits `[B, h, w, C]` (normalisation included)."""
+        return self._network(self.variables, images)
+
+    def _canvas(self, height: int, width: int) -> tuple[int, int]:
+        crop = self.crop_size
+        if crop is not None and height <= crop[0] and width <= crop[1]:
+            return crop
+        return (
+            inference.bucket_size(height, self.bucket),
+            inference.bucket_size(width, self.bucket),
+        )
+
+    def _plain(self, images: np.ndarray) -> np.ndarray:
+        """`[B, H, W, 3]` -> `[B, H, W, C]`: one network call on the padded canvas."""
+        height, width = images.shape[1:3]
+        canvas = np.empty((len(images), *self._canvas(height, width), 3), np.float32)
+        canvas[:] = np.asarray(self.pad_pixel, np.float32)
+        canvas[:, :height, :width] = images
+        logits = self._apply(jnp.asarray(canvas))
+        return np.asarray(logits, np.float32)[:, :height, :width]
+
+    def _augmented(self, image: np.ndarray) -> np.ndarray:
+        """`[H, W, 3]` -> `[H, W, C]` through test-time scales/flips or sliding windows."""
+        return inference.multiscale_flip_logits(
+            self._apply,
+            image,
+            self.scales,
+            self.flip,
+            bucket=self.bucket,
+            sliding_window=self.sliding_window,
+            batch_size=self.batch_size,
+            align_corners=self.align_corners,
+            pad_value=self.pad_pixel,
+        )
+
+    def _logits_same_size(self, images: np.ndarray) -> np.ndarray:
+        """`[B, H, W, 3]` (0..255) -> `[B, H, W, C]`, CRF-refined when configured."""
+        images = np.asarray(images, np.float32)
+        plain = self.scales == (1.0,) and not self.flip and self.sliding_window is None
+        if plain:
+            logits = self._plain(images)
+        else:
+            logits = np.stack([self._augmented(image) for image in images])
+        if self.crf is not None:
+            pairs = zip(logits, images, strict=True)
+            logits = np.stack([inference.crf_refine(lg, im, **self.crf) for lg, im in pairs])
+        return logits
+
+    def logits(self, images: Any) -> np.ndarray | list[np.ndarray]:
+        """Class scores at each image's own size.
+
+        Args:
+          images: one image (uint8 `[H, W, 3]` array or PIL image), a batch `[B, H, W, 3]`,
+            or a list of images of any sizes.
+
+        Returns:
+          float32 `[H, W, C]` for one image, `[B, H, W, C]` for a batch array, a list of
+          `[H_i, W_i, C]` for a list.
+        """
+        if isinstance(images, list | tuple):
+            return [self._logits_same_size(as_rgb_array(im)[None])[0] for im in images]
+        if not isinstance(images, Image.Image) and np.ndim(images) == 4:
+            batch = np.asarray(images)
+            if batch.shape[-1] != 3:
+                raise ValueError(f"a batch must be [B, H, W, 3] RGB, got {batch.shape}")
+            return self._logits_same_size(batch)
+        return self._logits_same_size(as_rgb_array(images)[None])[0]
+
+    def __call__(self, images: Any) -> np.ndarray | list[np.ndarray]:
+        """Label maps: int32 `[H, W]`, `[B, H, W]` or a list, following `logits`' batching."""
+        scores = self.logits(images)
+        if isinstance(scores, list):
+            return [np.argmax(s, axis=-1).astype(np.int32) for s in scores]
+        return np.argmax(scores, axis=-1).astype(np.int32)
