@@ -184,3 +184,23 @@ def test_every_file_honours_the_prediction_contract(name):
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), images)
     logits = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, images)
     assert logits.shape == (1, h, w, config.num_classes)
+
+
+def test_manual_dir_typo_downloads_nothing_and_leaves_nothing(
+    v3plus, tmp_path, capsys, monkeypatch
+):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    (tmp_path / "voc_manual").mkdir()
+    args = [f"--workdir={tmp_path / 'run'}", f"--config.data_dir={tmp_path / 'tfds'}"]
+    with pytest.raises(SystemExit) as stop:
+        _main(v3plus, [*args, f"--config.manual_dir={tmp_path / 'voc_manul'}"])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "downloads are off (nothing was downloaded)" in err and "Missing:" in err
+    assert "VOCtrainval_11-May-2012.tar" in err and "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == ["voc_manual"]  # no data folder, no workdir
