@@ -258,7 +258,8 @@ class Checkpoints:
                 step, args=ocp.args.Composite(signature=ocp.args.JsonRestore())
             )
         except Exception as e:  # orbax raises assorted types for a missing item
-            logging.warning("no readable signature in checkpoint %d: %s", step, e)
+            # The caller says so in its own message; the details only for debugging.
+            logging.info("no readable signature in checkpoint %d: %s", step, e)
             return None
         return restored.signature
 
