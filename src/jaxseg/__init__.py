@@ -2,13 +2,10 @@
 
 import os
 
-# TensorFlow (the data pipeline, TFDS) prints C++ start-up notices (CPU features, oneDNN,
-# "All log messages before absl::InitializeLog()") unless told otherwise before it is first
-# imported; jaxseg is imported before it. The oneDNN notice goes only with oneDNN's custom TF
-# ops off (TF only decodes and augments images here, no convolutions). Errors still show; a
-# value the user set is kept.
+# TensorFlow (the data pipeline, TFDS) logs C++ notices (CPU features, ...) unless told
+# otherwise before it is first imported; jaxseg is imported before it. Errors still show; a
+# value the user set is kept. (The notices this does not reach: jaxseg.data.tf_setup.)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 __version__ = "0.1.0"
 
