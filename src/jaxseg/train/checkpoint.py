@@ -220,7 +220,7 @@ class Checkpoints:
             if step is not None
             else (f"writing a checkpoint to {self.directory}")
         )
-        problem = debug.system_problem(error, what) or f"{what} failed ({_short(error)})"
+        problem = debug.system_problem(error, what)
         older = [s for s in self.all_steps() if step is None or s < step]
         kept = (
             f"checkpoint {older[-1]} and older are intact"
@@ -360,6 +360,8 @@ class Checkpoints:
         try:
             return self._manager.save(step, args=args, metrics=metrics, force=True)
         except Exception as e:  # a failure of this save, or of the previous one's background
+            if debug.system_errno(e) is None:
+                raise  # not the disk or permissions: a bug, with its traceback
             failed = previous if _names_step(e, self.directory, previous) else step
             raise self._write_failed(e, failed) from e
 
@@ -374,6 +376,8 @@ class Checkpoints:
         try:
             self._manager.wait_until_finished()
         except Exception as e:
+            if debug.system_errno(e) is None:
+                raise
             raise self._write_failed(e, self._pending_step) from e
 
     def close(self) -> None:
@@ -385,6 +389,8 @@ class Checkpoints:
             self._manager.close()
         except Exception as e:
             if self._failed is None:
+                if debug.system_errno(e) is None:
+                    raise
                 raise self._write_failed(e, self._pending_step) from e
 
 
