@@ -163,3 +163,15 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path, reference):
 
     state = tinyrun.run(str(tmp_path), tinyrun.tiny_config())
     _assert_same(tinyrun.flat_variables(state), reference)
+
+
+def test_ctrl_c_saves_and_exits_130(tmp_path):
+    process = _start(tmp_path)
+    _wait_for_checkpoint(process, tmp_path, 2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGINT, stderr[-3000:]
+    assert "Traceback" not in stderr
+    stopped_at = int(stderr.split("stopped by SIGINT at step ")[1].split(";")[0])
+    assert 2 <= stopped_at < STEPS
+    assert _latest_step(tmp_path) == stopped_at

@@ -53,6 +53,7 @@ from ml_collections import config_flags  # noqa: E402
 
 from jaxseg import losses, train  # noqa: E402
 from jaxseg.data.datasets import DatasetInfo  # noqa: E402
+from jaxseg.experiment import cli_help  # noqa: E402
 from jaxseg.experiment.config import (  # noqa: E402
     backbone_factory,
     base_config,
@@ -291,7 +292,9 @@ def parse_command_line(
     try:
         _define_flags(fv, get_config(), default_workdir)
         if any(a in ("-h", "--help", "--helpfull", "-help") for a in argv[1:]):
-            print((doc or "").strip() + "\n\nFlags:\n" + fv.main_module_help())
+            demo = any(a in ("--demo", "--demo=true", "--demo=True") for a in argv[1:])
+            shown = demo_config(get_config()) if demo else get_config()
+            print(cli_help.format_help(doc, fv, shown, demo=demo))
             raise SystemExit(0)
         try:
             fv(list(argv))
@@ -303,7 +306,7 @@ def parse_command_line(
     config = fv["config"].value
     if fv.demo:
         overrides = config_flags.get_override_values(fv["config"])
-        config = _apply_overrides(demo_config(get_config()), overrides)
+        config = _apply_overrides(train.allow_size_pairs(demo_config(get_config())), overrides)
     workdir = fv.workdir or (default_workdir + ("_demo" if fv.demo else ""))
     return config, workdir, fv.mode, fv.demo, fv.checkpoint
 

@@ -82,13 +82,11 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
     if builder.is_prepared():
         return builder
     if config.manual_dir or config.download:
-        kwargs = {}
-        if config.manual_dir:
-            kwargs["download_config"] = tfds.download.DownloadConfig(
-                manual_dir=os.path.expanduser(config.manual_dir)
-            )
         try:
-            builder.download_and_prepare(**kwargs)
+            # With config.download False nothing is fetched and a failed attempt leaves nothing.
+            data.downloads.prepare(
+                builder, manual_dir=config.manual_dir or None, download=bool(config.download)
+            )
         except data.DatasetNotFoundError as e:  # our builders say where to get the files
             raise DatasetNotFoundError(str(e)) from None
         except Exception as e:  # TFDS' own: no network, a bad archive, missing manual files

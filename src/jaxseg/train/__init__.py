@@ -13,10 +13,17 @@ An experiment file composes these (see `train_and_evaluate`):
 """
 
 from jaxseg.train.checkpoint import Checkpoints, model_signature
-from jaxseg.train.config import default_config, define_config_flag, handle_errors, validate_config
+from jaxseg.train.config import (
+    allow_size_pairs,
+    default_config,
+    define_config_flag,
+    handle_errors,
+    validate_config,
+)
 from jaxseg.train.errors import (
     CheckpointError,
     CheckpointMismatchError,
+    CheckpointWriteError,
     ConfigError,
     NonFiniteLossError,
     StopRequested,
@@ -48,6 +55,7 @@ from jaxseg.train.steps import eval_step, predict_logits, predict_step, train_st
 
 __all__ = [
     "CheckpointError",
+    "CheckpointWriteError",
     "CheckpointMismatchError",
     "Checkpoints",
     "ConfigError",
@@ -59,6 +67,7 @@ __all__ = [
     "batch_sharding",
     "create_train_state",
     "default_config",
+    "allow_size_pairs",
     "define_config_flag",
     "enable_compilation_cache",
     "eval_step",
