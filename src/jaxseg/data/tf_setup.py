@@ -7,7 +7,14 @@ from TensorFlow as soon as it is imported.
 
 import logging
 
-import tensorflow as tf
+try:
+    import tensorflow as tf
+except ModuleNotFoundError as err:  # `pip install jaxseg` alone has no TensorFlow
+    raise ModuleNotFoundError(
+        f"jaxseg.data needs TensorFlow and TFDS ({err}); install them with "
+        "pip install 'jaxseg[data]' (or pip install -r requirements.txt in a checkout)",
+        name=err.name,
+    ) from err
 
 _log = logging.getLogger(__name__)
 
