@@ -52,6 +52,7 @@ from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from jaxseg import losses, train  # noqa: E402
+from jaxseg.data import folder as data_folder  # noqa: E402
 from jaxseg.data.datasets import DatasetInfo  # noqa: E402
 from jaxseg.experiment.config import (  # noqa: E402
     backbone_factory,
@@ -282,7 +283,8 @@ def parse_command_line(
     """`argv` -> (config, workdir, mode, demo, checkpoint); exits 2 on bad flags.
 
     `--demo` replaces the defaults by `demo_config(get_config())`; `--config.*` overrides then
-    apply on top of whichever defaults are in force.
+    apply on top of whichever defaults are in force. A `--config.dataset=folder:DIR` is built
+    here (once) and sets `num_classes`; an explicit `--config.num_classes` must agree with it.
     """
     name = Path(argv[0]).stem if argv and argv[0] else "experiment"
     default_workdir = os.path.join("runs", name)
@@ -301,9 +303,15 @@ def parse_command_line(
     finally:
         sys.argv = saved_argv
     config = fv["config"].value
+    overrides = config_flags.get_override_values(fv["config"])
     if fv.demo:
-        overrides = config_flags.get_override_values(fv["config"])
         config = _apply_overrides(demo_config(get_config()), overrides)
+    if data_folder.is_folder_spec(config.dataset):  # the folder sets num_classes
+        try:
+            data_folder.configure(config, num_classes_given="num_classes" in overrides)
+        except data_folder.DataError as e:
+            print(f"error: --config.dataset={config.dataset}: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
     workdir = fv.workdir or (default_workdir + ("_demo" if fv.demo else ""))
     return config, workdir, fv.mode, fv.demo, fv.checkpoint
 
