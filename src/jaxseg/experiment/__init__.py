@@ -207,7 +207,7 @@ def run(
         loss_fn = functools.partial(losses.softmax_cross_entropy, ignore_label=255)
     else:
         loss_fn = make_loss(config)
-    schedule = train.make_schedule(config.optimizer, config.num_train_steps)
+    schedule = train.train_schedule(config)
     state = train.train_and_evaluate(
         config,
         workdir,

@@ -87,9 +87,7 @@ def evaluate_per_image(
     """
     num_classes = config.num_classes
     device = jax.local_devices()[0]
-    variables = jax.device_put(
-        train.to_host({"params": state.params, "batch_stats": state.batch_stats}), device
-    )
+    variables = jax.device_put(train.to_host(train.eval_variables(state)), device)
     network = jax.jit(lambda v, x: predict_fn(v, x).astype(jnp.float32))
     apply_fn = functools.partial(network, variables)
     window = (config.sliding_window, None) if config.sliding_window else None

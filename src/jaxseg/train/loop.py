@@ -33,7 +33,7 @@ from jaxseg.train.logs import (
     make_render,
     write_config,
 )
-from jaxseg.train.optim import make_schedule
+from jaxseg.train.optim import train_schedule
 from jaxseg.train.parallel import (
     jit_eval_step,
     jit_train_step,
@@ -227,7 +227,7 @@ def train_and_evaluate(
     p_eval = jit_eval_step(eval_step, mesh) if eval_step is not None else None
     p_predict = jit_eval_step(predict_step or steps_lib.predict_step, mesh)
     render = render or make_render()
-    schedule = make_schedule(config.optimizer, total_steps)
+    schedule = train_schedule(config)
     # Created by a jitted function so that every process holds the same replicated key.
     rng = jax.jit(
         lambda: jax.random.fold_in(jax.random.key(config.seed), 1), out_shardings=replicated(mesh)
