@@ -3,6 +3,7 @@ evaluates with one command (with `--demo`'s CPU settings), and the folder sets n
 
 import json
 
+import numpy as np
 import pytest
 
 from jaxseg import experiment
@@ -28,7 +29,7 @@ def test_folder_trains_and_evaluates_with_demo_settings(tmp_path, colour_folder,
         "--config.batch_size=2",
         "--config.eval_batch_size=2",
         "--config.crop_size=48",
-        "--config.num_eval_images=0",
+        "--config.num_eval_images=1",
         "--config.compilation_cache=False",
     ]
     result = experiment_runner("deeplabv3plus_voc", args)
@@ -41,6 +42,16 @@ def test_folder_trains_and_evaluates_with_demo_settings(tmp_path, colour_folder,
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert any(r.get("step") == 2 and "eval/miou" in r for r in records)
     assert (workdir / "checkpoints" / "2").is_dir()
+    pictures = workdir / "predictions" / "step_00000002"
+    for name in ("0.png", "confusion_matrix.png", "class_iou.png"):
+        assert (pictures / name).is_file(), sorted(p.name for p in pictures.iterdir())
+    assert len(list((workdir / "overlays").iterdir())) == 1
+    # --mode=eval writes the scores with the confusion matrix.
+    result = experiment_runner("deeplabv3plus_voc", [*args, "--mode=eval"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = json.loads((workdir / "eval_step_2.json").read_text())["metrics"]
+    cm = np.asarray(scores["confusion_matrix"])
+    assert cm.shape == (5, 5) and cm[:4].sum() == scores["num_pixels"] > 0
 
 
 def test_folder_sets_num_classes_and_refuses_a_conflicting_one(tmp_path, colour_folder, capsys):

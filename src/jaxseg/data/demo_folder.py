@@ -1,6 +1,6 @@
 """Write an example ``folder:DIR`` dataset of synthetic scenes, the way a user would lay it out.
 
-    python -m jaxseg.data.demo_folder DIR [--masks colour|index] [--count 60] [--size 96x128]
+    python -m jaxseg.data.demo_folder DIR [--masks colour|index] [--count 100] [--size 96x128]
 
 ``colour`` (default) writes RGB colour masks and a ``classes.csv`` (background, circle, square,
 triangle; object outlines in white, listed as ``ignore``); ``index`` writes palette PNGs whose
@@ -29,7 +29,7 @@ OUTLINE_COLOUR = (255, 255, 255)
 
 def write_folder(
     root: str | os.PathLike,
-    count: int = 60,
+    count: int = 100,
     *,
     masks: str = "colour",
     image_size: tuple[int, int] = (96, 128),
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", help="folder to write (must not exist yet)")
     parser.add_argument("--masks", choices=("colour", "index"), default="colour")
-    parser.add_argument("--count", type=int, default=60)
+    parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--size", default="96x128", help="HEIGHTxWIDTH")
     args = parser.parse_args(argv)
     if Path(args.root).exists():

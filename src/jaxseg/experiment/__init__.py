@@ -225,12 +225,19 @@ def run(
         predict_step=functools.partial(
             train.predict_step, predict_fn=eval_predict, align_corners=config.align_corners
         ),
-        render=make_render(config, palette),
+        render=make_render(config, palette, info.class_names),
         mesh=mesh,
+        palette=palette,
     )
     folder = None
     if config.num_eval_images:
-        folder = write_overlays(state, palette=palette, count=config.num_eval_images, **common)
+        folder = write_overlays(
+            state,
+            palette=palette,
+            count=config.num_eval_images,
+            class_names=info.class_names,
+            **common,
+        )
     results = None
     if uses_tta(config):
         step = int(train.to_host(state.step))

@@ -20,7 +20,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from jaxseg import metrics
+from jaxseg import figures, metrics, viz
 from jaxseg.train import steps as steps_lib
 from jaxseg.train.checkpoint import Checkpoints, model_signature
 from jaxseg.train.config import validate_config
@@ -163,6 +163,7 @@ def train_and_evaluate(
     predict_step: Callable | None = None,
     render: Render | None = None,
     mesh: Mesh | None = None,
+    palette: np.ndarray | None = None,
 ) -> TrainState:
     """Trains `state` for `config.num_train_steps`, resuming from `<workdir>/checkpoints`.
 
@@ -188,6 +189,10 @@ def train_and_evaluate(
       render: `(image, label, prediction) -> uint8 [H, W', 3]` figure (default
         `make_render()`).
       mesh: device mesh (default: all devices, `make_mesh()`).
+      palette: class colours `[C, 3]` of the per-class IoU chart (default: VOC's colour map).
+
+    Every evaluation also writes a row-normalised confusion matrix and a per-class IoU bar
+    chart (`predictions/step_<N>/{confusion_matrix,class_iou}.png` and TensorBoard).
 
     Returns:
       The final train state.
@@ -252,6 +257,7 @@ def train_and_evaluate(
         scalars = eval_scalars(summary)
         scalars["eval/seconds"] = time.perf_counter() - started
         logger.scalars(step, scalars)
+        logger.images(step, _score_figures(summary, palette))
         logger.print(f"\nEvaluation at step {step}:\n{metrics.format_table(summary)}")
         return summary
 
@@ -352,6 +358,18 @@ def train_and_evaluate(
         ckpts.close()
         logger.close()
     return state
+
+
+def _score_figures(summary: dict[str, Any], palette: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Confusion-matrix and per-class IoU figures of an evaluation summary."""
+    names = list(summary["iou"])
+    palette = viz.voc_palette(len(names)) if palette is None else np.asarray(palette)
+    return {
+        "confusion_matrix": figures.confusion_figure(summary["confusion_matrix"], names),
+        "class_iou": figures.iou_bar_chart(
+            [summary["iou"][n] for n in names], names, palette, title="IoU per class (%)"
+        ),
+    }
 
 
 def _check_batch_size(batch: Batch, global_batch: int) -> None:
