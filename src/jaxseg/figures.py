@@ -260,3 +260,18 @@ def iou_bar_chart(
         draw.rectangle([left, y + 3, max(end, left + 1), y + row - 3], fill=colour, outline=INK)
         draw.text((left + bar_width + _PAD, y + 3), f"{100 * value:.1f}", fill=INK, font=font)
     return np.asarray(figure)
+
+
+def score_figures(summary: dict, palette: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``{"confusion_matrix": ..., "class_iou": ...}`` figures of a ``jaxseg.metrics.summarize``
+    result that also holds its ``confusion_matrix`` (as ``jaxseg.train.evaluate`` returns).
+
+    Args:
+      palette: class colours of the bars (default: VOC's colour map).
+    """
+    names = list(summary["iou"])
+    palette = viz.voc_palette(len(names)) if palette is None else np.asarray(palette)
+    return {
+        "confusion_matrix": confusion_figure(summary["confusion_matrix"], names),
+        "class_iou": iou_bar_chart([summary["iou"][n] for n in names], names, palette),
+    }

@@ -200,7 +200,9 @@ def run(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes
         )
         state = restore(template, workdir, step, config)
-        return run_evaluation(state, step=step, class_names=info.class_names, **common)
+        return run_evaluation(
+            state, step=step, class_names=info.class_names, palette=palette, **common
+        )
 
     state = create_state(eval_model, config).replace(apply_fn=model.apply)
     if make_loss is None:
@@ -241,7 +243,9 @@ def run(
     results = None
     if uses_tta(config):
         step = int(train.to_host(state.step))
-        results = run_evaluation(state, step=step, class_names=info.class_names, **common)
+        results = run_evaluation(
+            state, step=step, class_names=info.class_names, palette=palette, **common
+        )
     if jax.process_index() == 0:
         minutes = (time.perf_counter() - _IMPORTED_AT) / 60
         print(

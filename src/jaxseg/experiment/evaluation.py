@@ -150,8 +150,11 @@ def run_evaluation(
     class_names: Sequence[str],
     predict_fn: PredictFn | None,
     mesh: jax.sharding.Mesh,
+    palette: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Scores `state` on the eval split, prints the tables, writes `eval_step_<N>.json`."""
+    """Scores `state` on the eval split, prints the tables, writes `eval_step_<N>.json` (scores
+    and confusion matrix) and its pictures, `predictions/step_<N>/{confusion_matrix,
+    class_iou}.png` (IoU bars in `palette`'s colours)."""
     started = time.perf_counter()
     stream = eval_stream_fn()
     num_batches = len(stream) if hasattr(stream, "__len__") else None
@@ -200,7 +203,11 @@ def run_evaluation(
         with open(path + ".tmp", "w") as f:
             json.dump(_jsonable(results), f, indent=2)
         os.replace(path + ".tmp", path)
-        say(f"Scores written to {path}")
+        folder = os.path.join(workdir, "predictions", f"step_{int(step):08d}")
+        os.makedirs(folder, exist_ok=True)
+        for name, picture in figures.score_figures(summary, palette).items():
+            viz.save_image(os.path.join(folder, f"{name}.png"), picture)
+        say(f"Scores written to {path}, pictures to {folder}")
     return results
 
 

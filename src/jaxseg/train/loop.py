@@ -20,7 +20,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from jaxseg import figures, metrics, viz
+from jaxseg import figures, metrics
 from jaxseg.train import steps as steps_lib
 from jaxseg.train.checkpoint import Checkpoints, model_signature
 from jaxseg.train.config import validate_config
@@ -257,7 +257,7 @@ def train_and_evaluate(
         scalars = eval_scalars(summary)
         scalars["eval/seconds"] = time.perf_counter() - started
         logger.scalars(step, scalars)
-        logger.images(step, _score_figures(summary, palette))
+        logger.images(step, figures.score_figures(summary, palette))
         logger.print(f"\nEvaluation at step {step}:\n{metrics.format_table(summary)}")
         return summary
 
@@ -358,18 +358,6 @@ def train_and_evaluate(
         ckpts.close()
         logger.close()
     return state
-
-
-def _score_figures(summary: dict[str, Any], palette: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Confusion-matrix and per-class IoU figures of an evaluation summary."""
-    names = list(summary["iou"])
-    palette = viz.voc_palette(len(names)) if palette is None else np.asarray(palette)
-    return {
-        "confusion_matrix": figures.confusion_figure(summary["confusion_matrix"], names),
-        "class_iou": figures.iou_bar_chart(
-            [summary["iou"][n] for n in names], names, palette, title="IoU per class (%)"
-        ),
-    }
 
 
 def _check_batch_size(batch: Batch, global_batch: int) -> None:
