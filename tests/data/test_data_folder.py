@@ -220,6 +220,9 @@ def test_configure_sets_num_classes_and_refuses_a_conflicting_one(tmp_path):
     config.num_classes = 5
     with pytest.raises(DataError, match=r"num_classes=5 but .* has 3 classes"):
         folder.configure(config, num_classes_given=True)
+    config.class_weights = (1.0,) * 11  # e.g. SegNet's CamVid weights
+    with pytest.raises(DataError, match=r"class_weights has 11 entries .* has 3 classes"):
+        folder.configure(config, num_classes_given=False)
 
 
 def test_bad_specs(tmp_path):

@@ -55,7 +55,8 @@ def test_library_imports_without_tensorflow():
     result = _run(
         """
         for name in ["jaxseg.ops", "jaxseg.models", "jaxseg.losses", "jaxseg.metrics",
-                     "jaxseg.inference", "jaxseg.viz", "jaxseg.train", "jaxseg.weights"]:
+                     "jaxseg.inference", "jaxseg.viz", "jaxseg.figures", "jaxseg.train",
+                     "jaxseg.weights"]:
             importlib.import_module(name)
         leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow",
                         "tensorflow_datasets"))

@@ -278,7 +278,8 @@ def configure(config: Any, num_classes_given: bool) -> DatasetInfo:
       num_classes_given: the command line set ``--config.num_classes``; it must then agree.
 
     Raises:
-      DataError: the folder's files, or a ``--config.num_classes`` the folder contradicts.
+      DataError: the folder's files, a ``--config.num_classes`` the folder contradicts, or
+        per-class ``config.class_weights`` of another length.
     """
     _, info = load(config.dataset, config.data_dir or None)
     if num_classes_given and config.num_classes != info.num_classes:
@@ -289,4 +290,11 @@ def configure(config: Any, num_classes_given: bool) -> DatasetInfo:
             "folder sets it."
         )
     config.num_classes = info.num_classes
+    weights = tuple(config.get("class_weights", ()) or ())
+    if weights and len(weights) != info.num_classes:
+        raise DataError(
+            f"config.class_weights has {len(weights)} entries (the paper dataset's) but "
+            f"{config.dataset} has {info.num_classes} classes: add --config.class_weights='()' "
+            f"or give {info.num_classes} weights."
+        )
     return info
