@@ -234,3 +234,18 @@ def test_bad_specs(tmp_path):
         folder_layout.parse_spec(f"folder:{tmp_path},zero")
     spec = folder_layout.parse_spec(f"folder:{tmp_path},reduce_zero_label,min_image_size=8")
     assert (spec.reduce_zero_label, spec.min_image_size) == (True, 8)
+
+
+def test_photo_with_exif_rotation_is_stored_upright(tmp_path):
+    """A phone photo stored sideways with EXIF orientation 6 (display rotated 90 degrees
+    clockwise): its mask is drawn on the upright photo, and the built image is that photo."""
+    root = tmp_path / "set"
+    truth = write_index_folder(root, count=2, size=(18, 22))
+    raw = np.random.default_rng(3).integers(0, 256, (22, 18, 3)).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(raw).save(root / "images" / "p0.png", exif=exif)
+    builder, _ = folder.load(f"folder:{root}", str(tmp_path / "tfds"))
+    image, label = _examples(builder)["p0"][1:]
+    np.testing.assert_array_equal(image, np.rot90(raw, k=-1))  # upright: 18 x 22
+    np.testing.assert_array_equal(label, truth["p0"][1])
