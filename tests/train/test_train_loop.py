@@ -75,8 +75,12 @@ def test_overfits_a_few_images_and_writes_run_outputs(tmp_path):
     tags = {v.tag for e in _read_events(tmp_path / "tensorboard") for v in e.summary.value}
     assert {"train/loss", "train/lr", "eval/miou", "eval/iou/green"} <= tags
     assert any(tag.startswith("predictions/") for tag in tags)
-    figures = sorted((tmp_path / "predictions" / "step_00000040").glob("*.png"))
-    assert len(figures) == config.num_eval_images
+    assert {"predictions/confusion_matrix", "predictions/class_iou"} <= tags
+    figures = sorted(p.name for p in (tmp_path / "predictions" / "step_00000040").glob("*.png"))
+    assert figures == sorted(
+        [f"{i}.png" for i in range(config.num_eval_images)]
+        + ["class_iou.png", "confusion_matrix.png"]
+    )
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["num_train_steps"] == 40 and saved["optimizer"]["learning_rate"] == 0.05
     # Eval after the last step, with metrics: kept as the best and the latest.

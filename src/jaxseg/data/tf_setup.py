@@ -63,7 +63,14 @@ def import_tensorflow_quietly():
     return tensorflow
 
 
-tf = import_tensorflow_quietly()
+try:
+    tf = import_tensorflow_quietly()
+except ModuleNotFoundError as err:  # `pip install jaxseg` alone has no TensorFlow
+    raise ModuleNotFoundError(
+        f"jaxseg.data needs TensorFlow and TFDS ({err}); install them with "
+        "pip install 'jaxseg[data]' (or pip install -r requirements.txt in a checkout)",
+        name=err.name,
+    ) from err
 
 
 def hide_accelerators_from_tf() -> None:

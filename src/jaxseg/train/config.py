@@ -36,6 +36,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.keep_best = 3  # best checkpoints by eval mIoU kept, plus always the latest
     config.num_eval_images = 4  # prediction figures logged per evaluation
     config.tensorboard = True
+    config.grad_accum_steps = 1  # k > 1: one update per k steps, the k-times larger batch
+    config.ema_decay = 0.0  # > 0: evaluate an exponential moving average of the weights
     config.optimizer = optimizer_config()
     return config
 
@@ -147,15 +149,30 @@ def validate_config(
     for key in ("eval_every", "checkpoint_every", "num_eval_images"):
         if int(config[key]) < 0:
             raise ConfigError(f"config.{key} must be >= 0, got {config[key]!r}")
+    accum = config.grad_accum_steps
+    if not isinstance(accum, int) or accum < 1:
+        raise ConfigError(f"config.grad_accum_steps must be an int >= 1, got {accum!r}")
+    if config.num_train_steps % accum:
+        raise ConfigError(
+            f"config.num_train_steps={config.num_train_steps} is not a multiple of "
+            f"config.grad_accum_steps={accum} (train steps per update); use e.g. "
+            f"--config.num_train_steps={config.num_train_steps - config.num_train_steps % accum}"
+        )
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise ConfigError(
+            f"config.ema_decay={config.ema_decay} must be in [0, 1) (0: no average; "
+            "typical: 0.999 to 0.9999)"
+        )
+    num_updates = config.num_train_steps // accum
     opt = config.optimizer
     if opt.name not in OPTIMIZERS:
         raise ConfigError(f"config.optimizer.name={opt.name!r}; choose one of {OPTIMIZERS}")
     if opt.schedule not in SCHEDULES:
         raise ConfigError(f"config.optimizer.schedule={opt.schedule!r}; choose one of {SCHEDULES}")
-    if not 0 <= opt.warmup_steps < config.num_train_steps:
+    if not 0 <= opt.warmup_steps < num_updates:
         raise ConfigError(
-            f"config.optimizer.warmup_steps={opt.warmup_steps} must be in "
-            f"[0, num_train_steps={config.num_train_steps})"
+            f"config.optimizer.warmup_steps={opt.warmup_steps} must be in [0, {num_updates}) "
+            f"(the updates: num_train_steps / grad_accum_steps)"
         )
     if opt.schedule == "step" and opt.decay_every <= 0:
         raise ConfigError("config.optimizer.decay_every must be positive for the step schedule")
