@@ -20,6 +20,7 @@ from jaxseg.backbones.atrous_schedule import atrous_schedule, check_output_strid
 from jaxseg.nn import BatchNorm, ConvBN
 from jaxseg.nn.conv_bn import NormFactory
 from jaxseg.ops import max_pool2d
+from jaxseg.ops.pooling import ceil_mode_pads
 
 
 class Bottleneck(nn.Module):
@@ -108,6 +109,9 @@ class ResNet(nn.Module):
         stage projects. Strides beyond `output_stride` become rates block by block
         (`atrous_schedule`). `stride4` is then the residual branch (`conv3` + BN, before the
         addition) of stage 1's second block, the official decoder end point.
+      stem_pool_ceil_mode: round the 3x3 / 2 stem pool's output size up as Caffe does
+        (`jaxseg.ops.pooling.ceil_mode_pads`; DeepLab v2's released ResNet-101), instead of
+        `(H - 1) // 2 + 1` (the '7x7' stem only).
       norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
     """
 
@@ -118,6 +122,7 @@ class ResNet(nn.Module):
     base_width: int = 64
     stem: str = "7x7"
     stride_at_end: bool = False
+    stem_pool_ceil_mode: bool = False
     norm: NormFactory = BatchNorm
     conv_impl: str = "auto"
     dtype: Any = jnp.float32
@@ -151,7 +156,10 @@ class ResNet(nn.Module):
         if self.stem == "7x7":
             x = stem(self.base_width, kernel_size=7, stride=2, name="conv1")(x, train)
             # After the ReLU every value is >= 0, so this -inf padding equals Keras' zero padding.
-            x = max_pool2d(x, 3, 2, ((1, 1), (1, 1)))
+            pool_pads = ((1, 1), (1, 1))
+            if self.stem_pool_ceil_mode:
+                pool_pads = tuple(ceil_mode_pads(n, 3, 2, 1) for n in x.shape[1:3])
+            x = max_pool2d(x, 3, 2, pool_pads)
         elif self.stem == "beta":
             x = stem(self.base_width, kernel_size=3, stride=2, name="conv1_1")(x, train)
             x = stem(self.base_width, kernel_size=3, name="conv1_2")(x, train)

@@ -52,7 +52,9 @@ from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from jaxseg import losses, train  # noqa: E402
+from jaxseg.data import folder as data_folder  # noqa: E402
 from jaxseg.data.datasets import DatasetInfo  # noqa: E402
+from jaxseg.experiment import cli_help  # noqa: E402
 from jaxseg.experiment.config import (  # noqa: E402
     backbone_factory,
     base_config,
@@ -199,14 +201,16 @@ def run(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes
         )
         state = restore(template, workdir, step, config)
-        return run_evaluation(state, step=step, class_names=info.class_names, **common)
+        return run_evaluation(
+            state, step=step, class_names=info.class_names, palette=palette, **common
+        )
 
     state = create_state(eval_model, config).replace(apply_fn=model.apply)
     if make_loss is None:
         loss_fn = functools.partial(losses.softmax_cross_entropy, ignore_label=255)
     else:
         loss_fn = make_loss(config)
-    schedule = train.make_schedule(config.optimizer, config.num_train_steps)
+    schedule = train.train_schedule(config)
     state = train.train_and_evaluate(
         config,
         workdir,
@@ -224,16 +228,25 @@ def run(
         predict_step=functools.partial(
             train.predict_step, predict_fn=eval_predict, align_corners=config.align_corners
         ),
-        render=make_render(config, palette),
+        render=make_render(config, palette, info.class_names),
         mesh=mesh,
+        palette=palette,
     )
     folder = None
     if config.num_eval_images:
-        folder = write_overlays(state, palette=palette, count=config.num_eval_images, **common)
+        folder = write_overlays(
+            state,
+            palette=palette,
+            count=config.num_eval_images,
+            class_names=info.class_names,
+            **common,
+        )
     results = None
     if uses_tta(config):
         step = int(train.to_host(state.step))
-        results = run_evaluation(state, step=step, class_names=info.class_names, **common)
+        results = run_evaluation(
+            state, step=step, class_names=info.class_names, palette=palette, **common
+        )
     if jax.process_index() == 0:
         minutes = (time.perf_counter() - _IMPORTED_AT) / 60
         print(
@@ -282,7 +295,8 @@ def parse_command_line(
     """`argv` -> (config, workdir, mode, demo, checkpoint); exits 2 on bad flags.
 
     `--demo` replaces the defaults by `demo_config(get_config())`; `--config.*` overrides then
-    apply on top of whichever defaults are in force.
+    apply on top of whichever defaults are in force. A `--config.dataset=folder:DIR` is built
+    here (once) and sets `num_classes`; an explicit `--config.num_classes` must agree with it.
     """
     name = Path(argv[0]).stem if argv and argv[0] else "experiment"
     default_workdir = os.path.join("runs", name)
@@ -291,7 +305,9 @@ def parse_command_line(
     try:
         _define_flags(fv, get_config(), default_workdir)
         if any(a in ("-h", "--help", "--helpfull", "-help") for a in argv[1:]):
-            print((doc or "").strip() + "\n\nFlags:\n" + fv.main_module_help())
+            demo = any(a in ("--demo", "--demo=true", "--demo=True") for a in argv[1:])
+            shown = demo_config(get_config()) if demo else get_config()
+            print(cli_help.format_help(doc, fv, shown, demo=demo))
             raise SystemExit(0)
         try:
             fv(list(argv))
@@ -301,9 +317,15 @@ def parse_command_line(
     finally:
         sys.argv = saved_argv
     config = fv["config"].value
+    overrides = config_flags.get_override_values(fv["config"])
     if fv.demo:
-        overrides = config_flags.get_override_values(fv["config"])
-        config = _apply_overrides(demo_config(get_config()), overrides)
+        config = _apply_overrides(train.allow_size_pairs(demo_config(get_config())), overrides)
+    if data_folder.is_folder_spec(config.dataset):  # the folder sets num_classes
+        try:
+            data_folder.configure(config, num_classes_given="num_classes" in overrides)
+        except data_folder.DataError as e:
+            print(f"error: --config.dataset={config.dataset}: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
     workdir = fv.workdir or (default_workdir + ("_demo" if fv.demo else ""))
     return config, workdir, fv.mode, fv.demo, fv.checkpoint
 

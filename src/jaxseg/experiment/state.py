@@ -23,7 +23,7 @@ def _input_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]
 
 def abstract_state(model: nn.Module, config: ml_collections.ConfigDict) -> train.TrainState:
     """The train state's shapes, traced without computing or compiling anything."""
-    tx = train.make_optimizer(config.optimizer, config.num_train_steps)
+    tx = train.make_train_optimizer(config)
     return jax.eval_shape(
         lambda: train.create_train_state(
             model, tx, jax.random.key(config.seed), _input_shape(config)
@@ -132,7 +132,7 @@ def create_state(
     model: nn.Module, config: ml_collections.ConfigDict, pretrained: bool = True
 ) -> train.TrainState:
     """A fresh train state (with `config.pretrained` backbone weights if set and wanted)."""
-    tx = train.make_optimizer(config.optimizer, config.num_train_steps)
+    tx = train.make_train_optimizer(config)
     state = train.create_train_state(model, tx, jax.random.key(config.seed), _input_shape(config))
     if pretrained and config.pretrained:
         state = load_pretrained(state, config)

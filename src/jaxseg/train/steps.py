@@ -22,6 +22,7 @@ import optax
 
 from jaxseg import losses, metrics
 from jaxseg.ops import center_crop, resize_bilinear
+from jaxseg.train.optim import ema_params
 from jaxseg.train.state import TrainState
 
 Batch = Mapping[str, jax.Array]
@@ -29,8 +30,11 @@ LossFn = Callable[..., jax.Array]
 PredictFn = Callable[[dict, jax.Array], jax.Array]
 
 
-def _variables(state: TrainState) -> dict:
-    return {"params": state.params, "batch_stats": state.batch_stats}
+def eval_variables(state: TrainState) -> dict:
+    """What evaluation and prediction apply: `{"params", "batch_stats"}`, with the moving
+    average of the weights as params when the optimizer keeps one (`config.ema_decay`)."""
+    params = ema_params(state.opt_state, state.params)
+    return {"params": params, "batch_stats": state.batch_stats}
 
 
 def _masked_labels(batch: Batch, ignore_label: int) -> jax.Array:
@@ -143,7 +147,7 @@ def predict_logits(
       align_corners: resize convention (True for TF1 DeepLab's 513 = 32k + 1 sizes).
     """
     predict_fn = predict_fn or _default_predict(state)
-    logits = predict_fn(_variables(state), images).astype(jnp.float32)
+    logits = predict_fn(eval_variables(state), images).astype(jnp.float32)
     if logits.shape[1:3] != tuple(size):
         logits = resize_bilinear(logits, size, align_corners=align_corners)
     return logits

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Importing a release module (deeplab_models, ...) registers its entries in `ENTRIES`.
-from jaxseg.zoo import deeplab_models, download, protocol, training
+# Importing a release module (caffe_models, deeplab_models) registers its entries in `ENTRIES`.
+from jaxseg.zoo import caffe_models, deeplab_models, download, protocol, training
 from jaxseg.zoo.download import cache_dir
 from jaxseg.zoo.registry import ENTRIES, Published, ZooEntry, entry, local_file
 
