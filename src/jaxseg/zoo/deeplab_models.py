@@ -17,13 +17,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from jaxseg.files import atomic_write
 from jaxseg.weights import tf_slim
 from jaxseg.weights.tf_slim import DeepLabArch
 from jaxseg.zoo import download
@@ -111,14 +110,8 @@ def _cached_variables(prefix: str, arch: DeepLabArch) -> dict:
 
     walk(variables, ())
     cached.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".npz", dir=cached.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, **flat)
-        os.replace(temporary, cached)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with atomic_write(cached) as out:  # readable as the umask allows, complete or absent
+        np.savez(out, **flat)
     return variables
 
 

@@ -25,6 +25,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from jaxseg.files import default_dir_mode
+
 CHUNK = 1 << 20
 
 
@@ -196,6 +198,7 @@ def extract_once(archive: str | Path) -> Path:
                 f"{archive}: not a readable .tar.gz archive ({error}); delete it and download "
                 "it again"
             ) from None
+        os.chmod(staging, default_dir_mode())  # mkdtemp makes it 0700 whatever the umask
         os.replace(staging, target)
     finally:
         if staging.exists():
