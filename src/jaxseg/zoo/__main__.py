@@ -48,9 +48,8 @@ def _images(path: Path) -> list[Path]:
 
 def predict(name: str, inputs: Path, output: Path, output_stride=None, crop_size=None) -> int:
     """Segments every image of `inputs` (a file or a folder) with zoo model `name`."""
-    from PIL import Image, UnidentifiedImageError
-
     from jaxseg import viz
+    from jaxseg.images import NotAnImageError, read_rgb
 
     paths = _images(inputs)
     targets = {p: (output / f"{p.stem}.png", output / f"{p.stem}_overlay.jpg") for p in paths}
@@ -65,9 +64,8 @@ def predict(name: str, inputs: Path, output: Path, output_stride=None, crop_size
     output.mkdir(parents=True, exist_ok=True)
     for path, (label_path, overlay_path) in targets.items():
         try:
-            with Image.open(path) as opened:
-                image = np.asarray(opened.convert("RGB"))
-        except UnidentifiedImageError:
+            image = read_rgb(path)  # EXIF orientation applied: labels match the photo as shown
+        except NotAnImageError:
             print(f"skipped {path}: not an image", file=sys.stderr)
             continue
         label = segmenter(image).astype(np.uint8)
