@@ -21,6 +21,7 @@ function takes network inputs, normalised as `seg.normalize` does.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
@@ -33,7 +34,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxseg import files
 from jaxseg.inference import predict_logits
+
+
+class ExportFileError(ValueError):
+    """An export file or folder cannot be read back: the message names it and what to do."""
 
 
 def _logits_fn(model: nn.Module) -> Callable[[Any, jax.Array], jax.Array]:
@@ -77,14 +83,8 @@ def export_stablehlo(
         jax.jit(lambda images: logits(variables, images)), platforms=platforms
     )(_input_spec(height, width, batch))
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(exported.serialize())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with files.atomic_write(path) as f:
+        f.write(exported.serialize())
     return exported
 
 
@@ -92,8 +92,23 @@ def load_stablehlo(path: str | os.PathLike) -> Callable[[jax.Array], jax.Array]:
     """Reload `export_stablehlo`'s file: a jitted `images [b, H, W, 3] -> logits [b, H, W, C]`.
 
     The underlying `jax.export.Exported` (input shapes, platforms) is the `.exported` attribute.
+
+    Raises:
+      ExportFileError: the file is missing, unreadable, truncated or not an export.
     """
-    exported = jax.export.deserialize(bytearray(Path(path).read_bytes()))
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ExportFileError(f"cannot read the StableHLO export {path}: {e.strerror}") from e
+    try:
+        exported = jax.export.deserialize(bytearray(data))
+    except Exception as e:  # flatbuffers/struct/ValueError for truncated or foreign bytes
+        raise ExportFileError(
+            f"{path} ({len(data)} bytes) is not a complete StableHLO export written by "
+            f"jaxseg.export.export_stablehlo ({type(e).__name__}): it may be truncated or another "
+            "kind of file; export the model again."
+        ) from e
     call = jax.jit(exported.call)
     call.exported = exported
     return call
@@ -140,8 +155,11 @@ def export_saved_model(
 
     module.serve = serve
     path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "the output folder does not exist", str(path.parent))
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
+        tmp.chmod(files.default_dir_mode())  # mkdtemp makes it 0700 whatever the umask
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": serve})
         if path.exists():
             shutil.rmtree(path)
@@ -155,7 +173,14 @@ def load_saved_model(path: str | os.PathLike) -> Callable[[Any], Any]:
     """Reload `export_saved_model`'s directory: `images [b, H, W, 3]` -> logits `tf.Tensor`."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(path))
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise ExportFileError(
+            f"{path} is not a complete SavedModel written by jaxseg.export.export_saved_model "
+            f"({first}); export the model again."
+        ) from e
     signature = loaded.signatures["serving_default"]
 
     def logits(images):

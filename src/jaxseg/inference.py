@@ -66,6 +66,44 @@ def bucket_size(size: int, bucket: Bucket) -> int:
     return math.ceil(size / sizes[-1]) * sizes[-1]
 
 
+def check_options(
+    *,
+    scales: Sequence[float] | None = None,
+    bucket: Bucket = None,
+    sliding_window: tuple[SizePair, SizePair | None] | None = None,
+    batch_size: int | None = None,
+) -> None:
+    """Raises `ValueError` naming the option and its accepted range for a value that would run
+    but give a wrong answer (an all-background mask, pixels no window covers) or fail per image.
+
+    Accepted: every scale > 0; `bucket` None, an int >= 1 or sizes >= 1; window sides >= 1 and
+    strides 1..window (a larger stride would leave pixels between windows uncovered);
+    `batch_size` >= 1. Arguments left at None are not checked.
+    """
+    if scales is not None:
+        scales = list(scales)
+        if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
+            raise ValueError(f"scales must be finite numbers > 0 (at least one), got {scales}")
+    if bucket is not None:
+        sizes = [bucket] if isinstance(bucket, int) else list(bucket)
+        if not sizes or not all(isinstance(b, int | np.integer) and b >= 1 for b in sizes):
+            raise ValueError(f"bucket must be None, an int >= 1 or sizes >= 1, got {bucket!r}")
+    if sliding_window is not None:
+        crop_size, stride = sliding_window
+        crop = _pair(crop_size)
+        if min(crop) < 1:
+            raise ValueError(f"sliding window size must be >= 1, got {crop_size!r}")
+        if stride is not None:
+            steps = _pair(stride)
+            if min(steps) < 1 or steps[0] > crop[0] or steps[1] > crop[1]:
+                raise ValueError(
+                    f"sliding window stride must be between 1 and the window size {crop} "
+                    f"(larger strides leave pixels between windows uncovered), got {stride!r}"
+                )
+    if batch_size is not None and (not isinstance(batch_size, int | np.integer) or batch_size < 1):
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+
+
 def _pair(value: SizePair) -> tuple[int, int]:
     if isinstance(value, int):
         return value, value
@@ -130,6 +168,7 @@ def whole_image_logits(
     Returns:
       `[B, H, W, C]` float32 logits at the input resolution (NumPy).
     """
+    check_options(bucket=bucket)
     images = np.asarray(images, np.float32)
     height, width = images.shape[1:3]
     padded = (bucket_size(height, bucket), bucket_size(width, bucket))
@@ -230,6 +269,7 @@ def sliding_window_logits(
     Returns:
       `[H, W, C]` float32 logits (NumPy).
     """
+    check_options(bucket=bucket, sliding_window=(crop_size, stride), batch_size=batch_size)
     crop = _pair(crop_size)
     stride = _stride_or_default(crop, stride)
     image = np.asarray(image, np.float32)
@@ -320,8 +360,9 @@ def multiscale_flip_logits(
     """
     if average not in ("probs", "logits"):
         raise ValueError(f"average must be 'probs' or 'logits', got {average!r}")
-    if not scales:
-        raise ValueError("scales must not be empty")
+    check_options(
+        scales=scales, bucket=bucket, sliding_window=sliding_window, batch_size=batch_size
+    )
     image = np.asarray(image, np.float32)
     height, width = image.shape[:2]
     native = (bucket_size(height, bucket), bucket_size(width, bucket))

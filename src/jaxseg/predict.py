@@ -25,16 +25,17 @@ import argparse
 import ast
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from jaxseg import viz
+from jaxseg import debug, viz
 from jaxseg.experiment import runs
+from jaxseg.images import NotAnImageError, read_rgb  # noqa: F401  (re-exported)
 from jaxseg.segmenter import Segmenter
 from jaxseg.train.errors import TrainingError
 
@@ -45,31 +46,7 @@ class PredictError(Exception):
     """A problem with the command's inputs (experiment, workdir, checkpoint): message, exit 2."""
 
 
-class NotAnImageError(Exception):
-    """The file is not an image PIL can read."""
-
-
-# --------------------------------------------------------------------------- images + palette
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as uint8 RGB `[H, W, 3]`: grey, palette, RGBA and CMYK images converted
-    (alpha dropped), 16-bit and float greys rescaled by their maximum.
-
-    Raises `NotAnImageError` if PIL does not recognise the file as an image; a recognised but
-    broken image (e.g. truncated) raises PIL's own error.
-    """
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("I;16", "I;16B", "I", "F"):
-                # PIL's RGB conversion would clip these to 255 instead of scaling them.
-                values = np.asarray(image, np.float64)
-                span = max(float(values.max()), 1.0)
-                image = Image.fromarray(np.round(values / span * 255).astype(np.uint8))
-            return np.asarray(image.convert("RGB"))
-    except Image.UnidentifiedImageError as e:
-        raise NotAnImageError(f"{path} is not an image PIL can read") from e
+# --------------------------------------------------------------------------- inputs + outputs
 
 
 def list_inputs(path: Path) -> list[Path]:
@@ -82,10 +59,87 @@ def list_inputs(path: Path) -> list[Path]:
 
 
 def _output_stem(path: Path, used: set[str]) -> str:
-    # a.jpg and a.png in one folder would both write a.png: the second becomes a_png.png.
+    # a.jpg and a.png in one folder would both write a.png: the second becomes a_png.png
+    # (then a_png_2.png, ... should that be taken too).
     stem = path.stem if path.stem not in used else f"{path.stem}_{path.suffix.lstrip('.')}"
+    base, number = stem, 2
+    while stem in used:
+        stem, number = f"{base}_{number}", number + 1
     used.add(stem)
     return stem
+
+
+def plan_outputs(inputs: Sequence[Path]) -> list[tuple[Path, str]]:
+    """`(input, output stem)` for each input; the stems are distinct."""
+    used: set[str] = set()
+    return [(path, _output_stem(path, used)) for path in inputs]
+
+
+def output_files(output: Path, stem: str) -> tuple[Path, Path]:
+    """The two files one input writes: `<stem>.png` and `<stem>_overlay.jpg`."""
+    return output / f"{stem}.png", output / f"{stem}{OVERLAY_SUFFIX}"
+
+
+def check_no_existing_outputs(output: Path, plan: Sequence[tuple[Path, str]]) -> None:
+    """Raises `PredictError` listing the files of `plan` that already exist in `output`:
+    without `--overwrite` nothing the user had is replaced (e.g. ground-truth masks)."""
+    existing = [f for _, stem in plan for f in output_files(output, stem) if os.path.lexists(f)]
+    if existing:
+        shown = "\n  ".join(str(f) for f in existing[:10])
+        more = f"\n  ... and {len(existing) - 10} more" if len(existing) > 10 else ""
+        raise PredictError(
+            f"--output {output} already holds {len(existing)} file(s) this run would write:\n"
+            f"  {shown}{more}\nNothing was written. Choose another --output, or pass "
+            "--overwrite to replace them."
+        )
+
+
+def check_output_writable(output: Path) -> None:
+    """Raises `PredictError` if `output` is not a folder that exists or can be created and
+    written to; nothing is created here (a later setup error must leave no empty folder)."""
+    if output.exists() and not output.is_dir():
+        raise PredictError(f"--output {output} is a file, not a folder")
+    existing = output
+    while not existing.exists():  # the nearest ancestor that exists decides
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PredictError(f"cannot create --output {output}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "write to" if existing == output else f"create folders in {existing} for"
+        raise PredictError(
+            f"cannot {what} --output {output}: permission denied. Choose a folder you can write to."
+        )
+
+
+def check_numeric_options(args: argparse.Namespace) -> None:
+    """Raises `PredictError` for a numeric option outside its range, before any work: such
+    values would otherwise give all-background masks, uncovered pixels or per-image errors."""
+    bad = []
+    if not all(np.isfinite(s) and s > 0 for s in args.scales):
+        bad.append(f"--scales {' '.join(map(str, args.scales))}: every scale must be > 0")
+    if args.batch_size < 1:
+        bad.append(f"--batch-size {args.batch_size}: must be >= 1")
+    if args.bucket != [0] and min(args.bucket) < 1:
+        bad.append(
+            f"--bucket {' '.join(map(str, args.bucket))}: sizes must be >= 1 (or a single 0 "
+            "for no padding)"
+        )
+    if not 0 <= args.alpha <= 1:
+        bad.append(f"--alpha {args.alpha}: must be between 0 and 1")
+    if args.stride is not None and args.sliding_window is None:
+        bad.append("--stride needs --sliding-window")
+    elif args.stride is not None:
+        window, stride = args.sliding_window, args.stride
+        if stride[0] > window[0] or stride[1] > window[1]:
+            bad.append(
+                f"--stride {stride[0]}x{stride[1]} is larger than --sliding-window "
+                f"{window[0]}x{window[1]}: pixels between windows would get no prediction; "
+                f"use a stride of at most {window[0]}x{window[1]}"
+            )
+    if bad:
+        raise PredictError("invalid option(s):\n  " + "\n  ".join(bad))
 
 
 # --------------------------------------------------------------------------- command
@@ -136,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="pad whole images to a multiple of N, or to the next of several sizes (0: no pad)",
     )
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing <name>.png / <name>_overlay.jpg in --output (default: refuse)",
+    )
     return parser
 
 
@@ -159,11 +218,12 @@ def _predict_one(path: Path, output: Path, stem: str, *, segment, palette, alpha
     image = read_rgb(path)
     label = np.asarray(segment(image)).astype(np.uint8)
     overlay = viz.overlay(image, label, palette, alpha)
+    mask_file, overlay_file = output_files(output, stem)
     written = []
     try:
-        viz.save_index_png(output / f"{stem}.png", label, palette)
-        written.append(output / f"{stem}.png")
-        viz.save_image(output / f"{stem}{OVERLAY_SUFFIX}", overlay, quality=90)
+        viz.save_index_png(mask_file, label, palette)
+        written.append(mask_file)
+        viz.save_image(overlay_file, overlay, quality=90)
     except BaseException:
         for target in written:
             target.unlink(missing_ok=True)
@@ -172,11 +232,16 @@ def _predict_one(path: Path, output: Path, stem: str, *, segment, palette, alpha
 
 def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
     """The command; returns the exit status (0 ok, 1 if some image failed)."""
+    check_numeric_options(args)
     inputs = list_inputs(Path(args.input))
     output = Path(args.output)
     input_dir = Path(args.input) if Path(args.input).is_dir() else Path(args.input).parent
     if output.resolve() == input_dir.resolve():
         raise PredictError("--output must differ from the input folder (outputs are PNG images)")
+    check_output_writable(output)
+    plan = plan_outputs(inputs)
+    if not args.overwrite:
+        check_no_existing_outputs(output, plan)
     if args.bucket == [0]:
         bucket = None  # every image size compiles anew
     else:
@@ -202,15 +267,17 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
         )
         palette = viz.voc_palette(256)
     config = segmenter.run_config
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PredictError(f"cannot create --output {output}: {e.strerror}") from None
     print(
         f"{type(segmenter.model).__name__} from {args.workdir} (step {segmenter.step}), "
         f"dataset {config.dataset}: {len(inputs)} file(s) -> {output}",
         file=sys.stderr,
     )
-    done, skipped, failed, used = 0, 0, 0, set()
-    for path in tqdm(inputs, unit="img", disable=len(inputs) == 1, file=sys.stderr):
-        stem = _output_stem(path, used)
+    done, skipped, failed = 0, 0, 0
+    for path, stem in tqdm(plan, unit="img", disable=len(plan) == 1, file=sys.stderr):
         try:
             _predict_one(path, output, stem, segment=segmenter, palette=palette, alpha=args.alpha)
             done += 1
@@ -219,6 +286,8 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
             tqdm.write(f"warning: skipping {path}: not an image", file=sys.stderr)
         except Exception as e:  # one bad image must not stop a folder
             failed += 1
+            if debug.debug_enabled():
+                traceback.print_exception(e, file=sys.stderr)
             tqdm.write(f"error: {path}: {type(e).__name__}: {e}", file=sys.stderr)
     print(
         f"wrote {done} prediction(s) to {output}; skipped {skipped} non-image file(s); "
@@ -229,7 +298,9 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns 0 (all images done), 1 (some image failed) or 2 (bad setup)."""
+    """Entry point; returns 0 (all images done), 1 (some image failed) or 2 (bad setup: an
+    option out of range, outputs that exist without --overwrite, an output folder that cannot
+    be written, a missing or unreadable workdir/checkpoint). `JAXSEG_DEBUG=1` adds tracebacks."""
     parser = build_parser()
     args, overrides = parser.parse_known_args(argv)
     unknown = [a for a in overrides if not a.startswith("--config.")]
@@ -238,7 +309,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args, overrides)
     except (PredictError, TrainingError) as e:
+        if debug.debug_enabled():
+            traceback.print_exception(e, file=sys.stderr)
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. an unreadable input folder, a full disk while setting up
+        problem = debug.system_problem(e, "jaxseg.predict stopped")
+        debug.print_failure(f"error: {problem or e}", e)
         return 2
 
 

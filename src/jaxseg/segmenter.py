@@ -94,6 +94,8 @@ class Segmenter:
             raise ValueError(f"scales must be positive numbers, got {tuple(scales)!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        # bucket sizes >= 1, window stride <= window (else pixels between windows stay 0)
+        inference.check_options(bucket=bucket, sliding_window=sliding_window)
         if len(tuple(pad_pixel)) != 3:
             raise ValueError(f"pad_pixel must be an RGB triple, got {tuple(pad_pixel)!r}")
         self.model = model

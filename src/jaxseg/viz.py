@@ -11,13 +11,13 @@ logs) should import them from here, so that every colour has one definition.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from jaxseg import files
 from jaxseg.labels import IGNORE_LABEL  # noqa: F401  (re-exported)
 
 # VOC paints "void" (label 255, object boundaries) in this colour: it is what the bit-interleaved
@@ -206,7 +206,8 @@ def side_by_side(
 def save_image(path: str | os.PathLike, image: Image.Image | np.ndarray, **save_kwargs) -> None:
     """Write an image atomically: a temp file in the same folder, then `os.replace`.
 
-    A crash or error mid-write leaves no partial file at `path`; the format follows the suffix
+    A crash or error mid-write leaves no partial file at `path`; the file gets the mode
+    `open()` would give it under the process umask (`jaxseg.files`); the format follows the suffix
     of `path` (`save_kwargs` go to `PIL.Image.save`, e.g. `quality=90` for JPEG).
     """
     path = Path(path)
@@ -215,14 +216,8 @@ def save_image(path: str | os.PathLike, image: Image.Image | np.ndarray, **save_
     image_format = Image.registered_extensions().get(path.suffix.lower())
     if image_format is None:
         raise ValueError(f"unknown image suffix {path.suffix!r} in {path}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format=image_format, **save_kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with files.atomic_write(path) as f:
+        image.save(f, format=image_format, **save_kwargs)
 
 
 def save_index_png(

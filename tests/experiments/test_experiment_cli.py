@@ -74,6 +74,38 @@ def test_help_shows_the_docstring(v3plus, capsys):
     assert "python experiments/deeplabv3plus_voc.py --demo" in out and "--mode" in out
 
 
+@pytest.mark.parametrize("demo", [[], ["--demo"]])
+def test_crop_size_takes_an_int_or_height_width(v3plus, demo):
+    config = parse(v3plus, *demo, "--config.crop_size=(96,128)")[0]
+    assert tuple(config.crop_size) == (96, 128)
+    assert parse(v3plus, *demo, "--config.crop_size=96")[0].crop_size == 96
+
+
+def _flat(tree, prefix="config"):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}.{key}")
+        else:
+            yield f"{prefix}.{key}", value
+
+
+@pytest.mark.parametrize("demo", [False, True])
+def test_help_lists_every_flag_and_config_key_with_its_value(v3plus, capsys, demo):
+    argv = ["x.py", "--help"] + (["--demo"] if demo else [])
+    with pytest.raises(SystemExit) as stop:
+        experiment.parse_command_line(argv, v3plus.EXPERIMENT)
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--workdir", "--mode", "--demo", "--checkpoint"):
+        assert f"\n  {flag}: " in out, flag
+    config = v3plus.demo_config(v3plus.get_config()) if demo else v3plus.get_config()
+    keys = dict(_flat(config.to_dict()))
+    assert len(keys) > 40
+    for key, value in keys.items():
+        assert f"\n  --{key}={value!r}\n" in out, key
+    assert ("--config.crop_size=128" in out) == demo  # the demo's crop, not the paper's 513
+
+
 def _main(module, argv):
     return experiment.main(module.EXPERIMENT, argv=["experiments/x.py", *argv])
 
@@ -86,6 +118,8 @@ def _main(module, argv):
         (["--config.eval_batch_size=4"], "eval_batch_size=4 must be a positive multiple"),
         (["--config.model.backbone=resnet18"], "config.model.backbone='resnet18'"),
         (["--config.normalization=caffe"], "config.normalization='caffe'"),
+        (["--config.eval_scales=(1.0, 0.0)"], "eval_scales=(1.0, 0.0) must be > 0"),
+        (["--config.sliding_window=-64"], "sliding_window=-64 must be a window size >= 1"),
     ],
 )
 def test_bad_config_stops_before_data_or_compilation(v3plus, tmp_path, capsys, args, message):
@@ -197,3 +231,23 @@ def test_run_record_decides_the_config_and_refuses_contradictions(v3plus, tmp_pa
     command = experiment.parse_command_line(["x.py", f"--workdir={workdir}"], other)
     with pytest.raises(train.CheckpointMismatchError, match="is a run of deeplabv3plus_voc"):
         experiment.resolve(other, command)
+
+
+def test_manual_dir_typo_downloads_nothing_and_leaves_nothing(
+    v3plus, tmp_path, capsys, monkeypatch
+):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    (tmp_path / "voc_manual").mkdir()
+    args = [f"--workdir={tmp_path / 'run'}", f"--config.data_dir={tmp_path / 'tfds'}"]
+    with pytest.raises(SystemExit) as stop:
+        _main(v3plus, [*args, f"--config.manual_dir={tmp_path / 'voc_manul'}"])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "downloads are off (nothing was downloaded)" in err and "Missing:" in err
+    assert "VOCtrainval_11-May-2012.tar" in err and "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == ["voc_manual"]  # no data folder, no workdir

@@ -260,6 +260,7 @@ def test_config_overrides_only_for_evaluation_settings(run, inputs, tmp_path, ca
     assert predict.main(argv + ["--config.no_such_key=1"]) == 2
     assert "config.no_such_key: the run has '<no such key>'" in capsys.readouterr().err
     assert predict.main(argv + ["--config.crop_size=16", "--config.sliding_window=8"]) == 0
+    assert predict.main(argv + ["--config.eval_scales=(0.5,1.0)", "--overwrite"]) == 0
     with pytest.raises(SystemExit):
         predict.main(argv + ["--frobnicate"])
 
@@ -334,3 +335,89 @@ def test_moved_experiment_file_is_named_with_experiment(run, inputs, tmp_path, c
     other = _write_experiment(tmp_path / "other_name.py", num_classes=3)
     assert predict.main(argv[:-1] + [str(other), "--output", str(tmp_path / "c")]) == 2
     assert "is a run of tiny_voc" in capsys.readouterr().err
+
+
+def test_existing_outputs_are_listed_and_kept_unless_overwrite(run, inputs, tmp_path, capsys):
+    output = tmp_path / "masks"
+    output.mkdir()
+    truth = np.full((33, 45), 2, np.uint8)
+    Image.fromarray(truth).save(output / "odd.png")  # e.g. a ground-truth mask of the same name
+    before = (output / "odd.png").read_bytes()
+    assert _cli(run, inputs / "odd.png", output) == 2
+    err = capsys.readouterr().err
+    assert str(output / "odd.png") in err and "--overwrite" in err and "Nothing was written" in err
+    assert (output / "odd.png").read_bytes() == before
+    assert os.listdir(output) == ["odd.png"]  # not even the overlay was written
+
+    assert _cli(run, inputs / "odd.png", output, "--overwrite") == 0
+    labels = np.asarray(Image.open(output / "odd.png"))
+    np.testing.assert_array_equal(labels, _expected_labels(run, inputs / "odd.png"))
+
+
+def test_same_stem_inputs_never_overwrite_each_other(tmp_path):
+    names = ["a.jpg", "a.png", "a_png.jpg", "b.png"]
+    stems = [stem for _, stem in predict.plan_outputs([tmp_path / n for n in names])]
+    assert len(set(stems)) == len(stems) == 4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scales", "0"], "--scales 0.0: every scale must be > 0"),
+        (["--scales", "1", "-0.5"], "every scale must be > 0"),
+        (["--batch-size", "0"], "--batch-size 0: must be >= 1"),
+        (["--bucket", "-5"], "--bucket -5: sizes must be >= 1"),
+        (["--bucket", "32", "0"], "sizes must be >= 1"),
+        (["--sliding-window", "64", "--stride", "100"], "--stride 100x100 is larger than"),
+        (["--stride", "8"], "--stride needs --sliding-window"),
+        (["--alpha", "1.5"], "--alpha 1.5: must be between 0 and 1"),
+    ],
+)
+def test_numeric_options_are_checked_before_any_work(inputs, tmp_path, capsys, args, message):
+    # A workdir that does not exist: the option must be refused before it.
+    argv = ["--workdir", str(tmp_path / "nope")]
+    output = tmp_path / "out"
+    argv += ["--input", str(inputs), "--output", str(output), *args]
+    assert predict.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "does not exist" not in err
+    assert not output.exists()
+
+
+def test_unwritable_output_is_a_short_error(run, inputs, tmp_path, capsys, monkeypatch):
+    assert _cli(run, inputs / "odd.png", inputs / "odd.png" / "sub") == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: cannot create --output {inputs / 'odd.png' / 'sub'}: " + (
+        f"{inputs / 'odd.png'} is a file"
+    )
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    # The tests may run as root, which ignores permission bits: deny as the kernel would.
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode)
+    )
+    assert _cli(run, inputs / "odd.png", locked / "new") == 2
+    err = capsys.readouterr().err
+    assert "permission denied" in err and str(locked / "new") in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert os.listdir(locked) == []
+
+
+def test_exif_rotated_photo_is_segmented_as_displayed(run, tmp_path):
+    stored = np.random.default_rng(5).integers(0, 256, (20, 40, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF Orientation: rotate 90 degrees clockwise to display
+    photo = tmp_path / "portrait.jpg"
+    Image.fromarray(stored).save(photo, quality=95, exif=exif.tobytes())
+    output = tmp_path / "out"
+    assert _cli(run, photo, output) == 0
+    labels = np.asarray(Image.open(output / "portrait.png"))
+    assert labels.shape == (40, 20)  # the displayed size, not the stored 20x40
+    # Independent path: the decoded stored pixels, turned with numpy, through model.apply.
+    decoded = np.asarray(Image.open(photo).convert("RGB"))  # PIL ignores EXIF here
+    displayed = np.rot90(decoded, k=-1).astype(np.float32)
+    x = displayed[None] / 127.5 - 1.0  # the run's [-1, 1] inputs
+    logits = run["model"].apply({"params": run["params"]}, jnp.asarray(x))
+    np.testing.assert_array_equal(labels, np.asarray(jnp.argmax(logits[0], axis=-1)))
+    assert Image.open(output / "portrait_overlay.jpg").size == (20, 40)

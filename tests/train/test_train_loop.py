@@ -75,8 +75,12 @@ def test_overfits_a_few_images_and_writes_run_outputs(tmp_path):
     tags = {v.tag for e in _read_events(tmp_path / "tensorboard") for v in e.summary.value}
     assert {"train/loss", "train/lr", "eval/miou", "eval/iou/green"} <= tags
     assert any(tag.startswith("predictions/") for tag in tags)
-    figures = sorted((tmp_path / "predictions" / "step_00000040").glob("*.png"))
-    assert len(figures) == config.num_eval_images
+    assert {"predictions/confusion_matrix", "predictions/class_iou"} <= tags
+    figures = sorted(p.name for p in (tmp_path / "predictions" / "step_00000040").glob("*.png"))
+    assert figures == sorted(
+        [f"{i}.png" for i in range(config.num_eval_images)]
+        + ["class_iou.png", "confusion_matrix.png"]
+    )
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["num_train_steps"] == 40 and saved["optimizer"]["learning_rate"] == 0.05
     # Eval after the last step, with metrics: kept as the best and the latest.
@@ -163,3 +167,15 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path, reference):
 
     state = tinyrun.run(str(tmp_path), tinyrun.tiny_config())
     _assert_same(tinyrun.flat_variables(state), reference)
+
+
+def test_ctrl_c_saves_and_exits_130(tmp_path):
+    process = _start(tmp_path)
+    _wait_for_checkpoint(process, tmp_path, 2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGINT, stderr[-3000:]
+    assert "Traceback" not in stderr
+    stopped_at = int(stderr.split("stopped by SIGINT at step ")[1].split(";")[0])
+    assert 2 <= stopped_at < STEPS
+    assert _latest_step(tmp_path) == stopped_at

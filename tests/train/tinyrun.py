@@ -147,7 +147,7 @@ def run(
 
     config = config or tiny_config()
     model = model or tiny_net()
-    tx = train.make_optimizer(config.optimizer, config.num_train_steps)
+    tx = train.make_train_optimizer(config)
     state = train.create_train_state(model, tx, jax.random.key(config.seed), (1, SIZE, SIZE, 3))
     loss = functools.partial(losses.softmax_cross_entropy, ignore_label=255)
     eval_kwargs = {}

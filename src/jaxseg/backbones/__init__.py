@@ -8,7 +8,7 @@ from jaxseg.backbones.atrous_schedule import atrous_schedule, check_output_strid
 from jaxseg.backbones.mobilenet import InvertedResidual, MobileNetV2
 from jaxseg.backbones.resnet import Bottleneck, ResNet, ResNet50, ResNet101
 from jaxseg.backbones.vgg import VGG16
-from jaxseg.backbones.xception import Xception65, XceptionBlock
+from jaxseg.backbones.xception import Xception41, Xception65, Xception71, XceptionBlock
 
 __all__ = [
     "VGG16",
@@ -18,7 +18,9 @@ __all__ = [
     "ResNet",
     "ResNet50",
     "ResNet101",
+    "Xception41",
     "Xception65",
+    "Xception71",
     "XceptionBlock",
     "atrous_schedule",
     "check_output_stride",

@@ -89,12 +89,15 @@ class MobileNetV2(nn.Module):
     Attributes:
       output_stride: 8, 16 or 32.
       width_multiplier: scales every layer's channels (1.0 is the paper's network).
+      channel_divisor: scaled channel counts are rounded to multiples of this (8; the
+        official DeepLab code uses 1 for depth multipliers other than 1.0).
       norm, conv_impl, dtype, param_dtype: BN factory (the reference uses epsilon 1e-3),
         `atrous_conv2d` impl, dtypes.
     """
 
     output_stride: int = 32
     width_multiplier: float = 1.0
+    channel_divisor: int = 8
     norm: NormFactory = BatchNorm
     conv_impl: str = "auto"
     dtype: Any = jnp.float32
@@ -108,7 +111,7 @@ class MobileNetV2(nn.Module):
             norm=self.norm, conv_impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype
         )
         x = ConvBN(
-            make_divisible(32 * self.width_multiplier),
+            make_divisible(32 * self.width_multiplier, self.channel_divisor),
             kernel_size=3,
             stride=2,
             activation=nn.relu6,
@@ -130,7 +133,7 @@ class MobileNetV2(nn.Module):
             zip(units, plan, strict=True), start=1
         ):
             x = InvertedResidual(
-                make_divisible(channels * self.width_multiplier),
+                make_divisible(channels * self.width_multiplier, self.channel_divisor),
                 expansion,
                 stride=stride,
                 rate=rate,

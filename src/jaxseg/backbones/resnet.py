@@ -16,10 +16,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.backbones.atrous_schedule import check_output_stride
+from jaxseg.backbones.atrous_schedule import atrous_schedule, check_output_stride
 from jaxseg.nn import BatchNorm, ConvBN
 from jaxseg.nn.conv_bn import NormFactory
 from jaxseg.ops import max_pool2d
+from jaxseg.ops.pooling import ceil_mode_pads
 
 
 class Bottleneck(nn.Module):
@@ -32,7 +33,10 @@ class Bottleneck(nn.Module):
       stride: 1 or 2.
       rate: atrous rate of the 3x3 conv.
       stride_in_1x1: stride the first 1x1 (Keras/Caffe) instead of the 3x3.
-      projection: 1x1 conv + BN shortcut (first block of a stage) instead of the identity.
+      projection: 1x1 conv + BN shortcut (first block of a stage) instead of the identity
+        (subsampled by `stride`, TF-slim's `subsample`, when strided).
+      with_branch: also return the residual branch before the addition (`conv3` after its
+        BN), the decoder end point of the official DeepLab ResNet-v1-beta.
     """
 
     width: int
@@ -40,14 +44,18 @@ class Bottleneck(nn.Module):
     rate: int = 1
     stride_in_1x1: bool = False
     projection: bool = False
+    with_branch: bool = False
     norm: NormFactory = BatchNorm
     conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """`[B, H, W, C]` -> `[B, H / stride, W / stride, 4 * width]` (ceil)."""
+    def __call__(
+        self, x: jax.Array, train: bool = False
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
+        """`[B, H, W, C]` -> `[B, H / stride, W / stride, 4 * width]` (ceil); with
+        `with_branch` a pair (output, residual branch of the same shape)."""
         conv = functools.partial(
             ConvBN,
             padding="FIXED",
@@ -62,12 +70,13 @@ class Bottleneck(nn.Module):
             y, train
         )
         y = conv(4 * self.width, kernel_size=1, activation=None, name="conv3")(y, train)
-        shortcut = x
+        shortcut = x[:, :: self.stride, :: self.stride]
         if self.projection:
             shortcut = conv(
                 4 * self.width, kernel_size=1, stride=self.stride, activation=None, name="shortcut"
             )(x, train)
-        return nn.relu(y + shortcut)
+        out = nn.relu(y + shortcut)
+        return (out, y) if self.with_branch else out
 
 
 class ResNet(nn.Module):
@@ -92,6 +101,17 @@ class ResNet(nn.Module):
       multi_grid: one rate multiplier per block of stage 4, or None for all ones.
       stride_in_1x1: see module docstring.
       base_width: bottleneck width of stage 1 (64); stage s uses `base_width * 2**(s - 1)`.
+      stem: '7x7' (`conv1`, 7x7/2, then a 3x3/2 max pool padded by 1) or 'beta' (TF-slim's
+        ResNet-v1-beta of DeepLab: `conv1_1` 3x3/2, `conv1_2` 3x3, `conv1_3` 3x3 with
+        `2 * base_width` channels, then a 3x3/2 max pool with TensorFlow "SAME" padding).
+      stride_at_end: TF-slim's layout (DeepLab's `resnet_v1_*_beta`): stages 1-3 stride their
+        LAST block (identity shortcut subsampled), stage 4 none; the first block of every
+        stage projects. Strides beyond `output_stride` become rates block by block
+        (`atrous_schedule`). `stride4` is then the residual branch (`conv3` + BN, before the
+        addition) of stage 1's second block, the official decoder end point.
+      stem_pool_ceil_mode: round the 3x3 / 2 stem pool's output size up as Caffe does
+        (`jaxseg.ops.pooling.ceil_mode_pads`; DeepLab v2's released ResNet-101), instead of
+        `(H - 1) // 2 + 1` (the '7x7' stem only).
       norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
     """
 
@@ -100,6 +120,9 @@ class ResNet(nn.Module):
     multi_grid: Sequence[int] | None = None
     stride_in_1x1: bool = False
     base_width: int = 64
+    stem: str = "7x7"
+    stride_at_end: bool = False
+    stem_pool_ceil_mode: bool = False
     norm: NormFactory = BatchNorm
     conv_impl: str = "auto"
     dtype: Any = jnp.float32
@@ -121,20 +144,32 @@ class ResNet(nn.Module):
         common = dict(
             norm=self.norm, conv_impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype
         )
-        x = ConvBN(
-            self.base_width,
-            kernel_size=7,
-            stride=2,
+        stem = functools.partial(
+            ConvBN,
             padding="FIXED",
             norm=self.norm,
             impl=self.conv_impl,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
-            name="conv1",
-        )(jnp.asarray(images, self.dtype), train)
-        # After the ReLU every value is >= 0, so this -inf padding equals Keras' zero padding.
-        x = max_pool2d(x, 3, 2, ((1, 1), (1, 1)))
+        )
+        x = jnp.asarray(images, self.dtype)
+        if self.stem == "7x7":
+            x = stem(self.base_width, kernel_size=7, stride=2, name="conv1")(x, train)
+            # After the ReLU every value is >= 0, so this -inf padding equals Keras' zero padding.
+            pool_pads = ((1, 1), (1, 1))
+            if self.stem_pool_ceil_mode:
+                pool_pads = tuple(ceil_mode_pads(n, 3, 2, 1) for n in x.shape[1:3])
+            x = max_pool2d(x, 3, 2, pool_pads)
+        elif self.stem == "beta":
+            x = stem(self.base_width, kernel_size=3, stride=2, name="conv1_1")(x, train)
+            x = stem(self.base_width, kernel_size=3, name="conv1_2")(x, train)
+            x = stem(2 * self.base_width, kernel_size=3, name="conv1_3")(x, train)
+            x = max_pool2d(x, 3, 2, "SAME")
+        else:
+            raise ValueError(f"{name}: stem must be '7x7' or 'beta', got {self.stem!r}")
         features = {"stem": x, "stride4": x}
+        if self.stride_at_end:
+            return self._slim_stages(x, features, multi_grid, common, train)
         stride, rate = 4, 1
         for s, num_blocks in enumerate(self.stage_sizes):
             stage_stride, incoming_rate = (1 if s == 0 else 2), rate
@@ -157,6 +192,37 @@ class ResNet(nn.Module):
                 )(x, train)
             features[f"stage{s + 1}"] = x
             features[f"stride{stride}"] = x
+        features["out"] = x
+        return features
+
+    def _slim_stages(self, x, features, multi_grid, common, train):
+        """The `stride_at_end` stages (see class docstring)."""
+        units = [
+            (s, b, 2 if (b == n - 1 and s < 3) else 1)
+            for s, n in enumerate(self.stage_sizes)
+            for b in range(n)
+        ]
+        plan = atrous_schedule([u[2] for u in units], self.output_stride, initial_stride=4)
+        stride = 4
+        for (s, b, _), (unit_stride, rate) in zip(units, plan, strict=True):
+            branch_point = s == 0 and b == 1
+            x = Bottleneck(
+                self.base_width * 2**s,
+                stride=unit_stride,
+                rate=rate * (multi_grid[b] if s == 3 else 1),
+                projection=b == 0,
+                with_branch=branch_point,
+                name=f"stage{s + 1}_block{b + 1}",
+                **common,
+            )(x, train)
+            if branch_point:
+                x, branch = x
+            stride *= unit_stride
+            if b == self.stage_sizes[s] - 1:
+                features[f"stage{s + 1}"] = x
+            features[f"stride{stride}"] = x
+            if branch_point:
+                features["stride4"] = branch
         features["out"] = x
         return features
 

@@ -12,6 +12,7 @@ from jaxseg.backbones.atrous_schedule import check_output_stride
 from jaxseg.nn import BatchNorm, Conv2D, ConvBN
 from jaxseg.nn.conv_bn import NormFactory
 from jaxseg.ops import max_pool2d, max_pool_with_argmax
+from jaxseg.ops.pooling import ceil_mode_pads
 
 # Output channels of the convs of each of the five blocks (13 convs).
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -44,6 +45,9 @@ class VGG16(nn.Module):
       dropout_rate: after fc6 and fc7 (rng "dropout").
       keep_pool_argmax: pool with `jaxseg.ops.max_pool_with_argmax` and return the in-window
         argmax of each pool (SegNet); only with `output_stride=32`.
+      ceil_mode: with `output_stride=8`, the 3x3 / 2 pools round their output size up as
+        Caffe does (`jaxseg.ops.pooling.ceil_mode_pads`: 64 -> 33 rather than 32), for
+        DeepLab's released Caffe models; the default pools `(H - 1) // 2 + 1`.
       norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
     """
 
@@ -54,6 +58,7 @@ class VGG16(nn.Module):
     fc6_padding: str = "SAME"
     dropout_rate: float = 0.5
     keep_pool_argmax: bool = False
+    ceil_mode: bool = False
     norm: NormFactory = BatchNorm
     conv_impl: str = "auto"
     dtype: Any = jnp.float32
@@ -71,6 +76,8 @@ class VGG16(nn.Module):
         if self.output_stride == 8:
             stride = 2 if block <= 3 else 1
             pad = ((1, 1), (1, 1))
+            if self.ceil_mode:
+                pad = tuple(ceil_mode_pads(n, 3, stride, 1) for n in x.shape[1:3])
             return max_pool2d(x, 3, stride, pad), None
         if self.keep_pool_argmax:
             return max_pool_with_argmax(x, 2)

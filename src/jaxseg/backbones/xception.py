@@ -1,4 +1,4 @@
-"""Aligned Xception-65, the DeepLab v3+ backbone (Chen et al. 2018, after Chollet 2017).
+"""Aligned Xception-41/65/71, the DeepLab v3+ backbones (Chen et al. 2018, after Chollet 2017).
 
 Differences from Keras' (ImageNet) Xception, which is why its weights do not map: 16 middle
 flow units instead of 8, strided separable convs instead of max pools, BN after every
@@ -88,21 +88,30 @@ class XceptionBlock(nn.Module):
 class Xception65(nn.Module):
     """Aligned Xception-65: entry flow (2 convs + 3 blocks), 16 middle units, exit flow.
 
+    `entry_flow`, `middle_flow_units` and `low_level_block` give the other depths of the
+    DeepLab release (`Xception41`, `Xception71`). Every conv pads like TF-slim's `fixed_padding`
+    (the official code pads strided convs so; for stride 1 it equals "SAME").
+
     Strides beyond `output_stride` become atrous rates following the DeepLab reference (the
     unit that loses its stride keeps the rate so far; later units use the multiplied rate).
     `multi_grid` multiplies the rates of the three separable convs of the last exit block.
 
-    Submodules: `entry_conv1`, `entry_conv2`, `entry_block1..3`, `middle_block1..N`,
+    Submodules: `entry_conv1`, `entry_conv2`, `entry_block1..E`, `middle_block1..N`,
     `exit_block1`, `exit_block2`.
 
     Returns a dict: `stride2` (entry convs), `stride4` (DeepLab v3+'s decoder end point: the
-    second separable conv of entry block 2, 256 channels), `stride8`, `stride16` (deepest map
-    at each stride), `stride32` at output stride 32, and `out` (2048 channels).
+    second separable conv of entry block `low_level_block`, 256 channels), `stride8`,
+    `stride16` (deepest map at each stride), `stride32` at output stride 32, and `out` (2048
+    channels).
 
     Attributes:
       output_stride: 8, 16 or 32.
       multi_grid: three rate multipliers for the last block, or None for (1, 1, 1).
-      middle_flow_units: 16 for Xception-65 (fewer only to make tests cheap).
+      middle_flow_units: 16 for Xception-65 and -71, 8 for Xception-41 (fewer also makes
+        tests cheap).
+      entry_flow: `(channels, stride)` of each entry-flow block (three equal separable convs
+        and a 1x1 projection shortcut).
+      low_level_block: the entry block (1-based) whose second separable conv is `stride4`.
       norm, conv_impl, dtype, param_dtype: BN factory (the reference uses epsilon 1e-3),
         `atrous_conv2d` impl, dtypes.
     """
@@ -110,6 +119,8 @@ class Xception65(nn.Module):
     output_stride: int = 32
     multi_grid: Sequence[int] | None = None
     middle_flow_units: int = 16
+    entry_flow: Sequence[tuple[int, int]] = ((128, 2), (256, 2), (728, 2))
+    low_level_block: int = 2
     norm: NormFactory = BatchNorm
     conv_impl: str = "auto"
     dtype: Any = jnp.float32
@@ -139,9 +150,10 @@ class Xception65(nn.Module):
         features = {"stride2": x}
         # (name, depths, skip, stride, activation_in_separable)
         blocks = [
-            ("entry_block1", (128, 128, 128), "conv", 2, False),
-            ("entry_block2", (256, 256, 256), "conv", 2, False),
-            ("entry_block3", (728, 728, 728), "conv", 2, False),
+            *[
+                (f"entry_block{i + 1}", (depth,) * 3, "conv", stride, False)
+                for i, (depth, stride) in enumerate(self.entry_flow)
+            ],
             *[
                 (f"middle_block{i + 1}", (728, 728, 728), "sum", 1, False)
                 for i in range(self.middle_flow_units)
@@ -164,7 +176,24 @@ class Xception65(nn.Module):
             )(x, train)
             current *= stride
             features[f"stride{current}"] = x
-            if name == "entry_block2":
+            if name == f"entry_block{self.low_level_block}":
                 features["stride4"] = intermediates[1]
         features["out"] = x
         return features
+
+
+class Xception41(Xception65):
+    """Aligned Xception-41: `Xception65` with 8 middle-flow units."""
+
+    middle_flow_units: int = 8
+
+
+class Xception71(Xception65):
+    """Aligned Xception-71: five entry-flow blocks (strides 2, 1, 2, 1, 2), 16 middle units.
+
+    Its `stride4` map is the second separable conv of entry block 3 (the official decoder end
+    point).
+    """
+
+    entry_flow: Sequence[tuple[int, int]] = ((128, 2), (256, 1), (256, 2), (728, 1), (728, 2))
+    low_level_block: int = 3

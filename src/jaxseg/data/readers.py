@@ -12,6 +12,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
+from jaxseg import images
 from jaxseg.data.errors import DataError
 from jaxseg.data.label_tables import IGNORE_LABEL
 
@@ -21,12 +22,17 @@ def read_image(path: str | os.PathLike) -> tuple[bytes, tuple[int, int]]:
 
     The bytes are stored unchanged (no JPEG re-encoding loss); decoding them once here catches
     truncated or corrupt files, which TensorFlow's decoder might otherwise half-decode later.
+    The exception is an image with an EXIF orientation (a phone photo): TensorFlow ignores the
+    tag, so it is rotated to its displayed orientation here (`jaxseg.images.upright`) and
+    re-encoded (JPEG quality 95, or PNG), and the size returned is the displayed one.
     """
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
             data = f.read()
         with Image.open(io.BytesIO(data)) as image:
+            if images.exif_orientation(image) != 1:
+                return _upright_bytes(image)
             size = image.size  # before draft(), which shrinks it
             if image.format == "JPEG":
                 # DCT-domain downscaling: still reads every byte of the scan, 10x cheaper.
@@ -40,6 +46,16 @@ def read_image(path: str | os.PathLike) -> tuple[bytes, tuple[int, int]]:
             "the dataset archive again (or delete this file and its name from the split list)."
         ) from err
     return data, (size[1], size[0])
+
+
+def _upright_bytes(image: Image.Image) -> tuple[bytes, tuple[int, int]]:
+    """Re-encoded bytes of `image` turned to its displayed orientation, and its (height, width)."""
+    image_format = "JPEG" if image.format == "JPEG" else "PNG"
+    image.load()
+    rotated = images.upright(image).convert("RGB")
+    buffer = io.BytesIO()
+    rotated.save(buffer, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
+    return buffer.getvalue(), (rotated.height, rotated.width)
 
 
 def read_index_png(path: str | os.PathLike) -> np.ndarray:

@@ -16,7 +16,7 @@ import dataclasses
 
 import tensorflow_datasets as tfds
 
-from jaxseg.data import example_io, voc_sources, voc_splits
+from jaxseg.data import downloads, example_io, voc_sources, voc_splits
 
 NUM_CLASSES = 21
 
@@ -40,7 +40,7 @@ class VocConfig(tfds.core.BuilderConfig):
     with_sbd: bool = False
 
 
-class VocSegmentation(tfds.core.GeneratorBasedBuilder):
+class VocSegmentation(downloads.OneLinePreparation, tfds.core.GeneratorBasedBuilder):
     """PASCAL VOC 2012 segmentation; config ``2012`` or ``2012_aug`` (train_aug with SBD)."""
 
     VERSION = tfds.core.Version("1.0.0")

@@ -13,6 +13,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from jaxseg.data import downloads
 from jaxseg.data.errors import DatasetNotFoundError
 
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
@@ -102,7 +103,40 @@ def _search_bases(dl_manager, manual: Path) -> list[Path]:
     return bases
 
 
-def _download(dl_manager, url: str, what: str, manual: Path | None) -> Path:
+_VOC_PARTS = ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation")
+
+
+def _partial_voc(bases: list[Path]) -> tuple[Path, list[str]] | None:
+    """A VOC2012-like folder that has some of the needed parts, and the parts it lacks."""
+    for path in _candidates(bases, ("VOCdevkit/VOC2012", "VOC2012")):
+        if path.is_dir():
+            return path, [part for part in _VOC_PARTS if not (path / part).is_dir()]
+    return None
+
+
+def _missing_voc(bases: list[Path], manual: Path | None) -> str:
+    """What the manual directory lacks for VOC, as lines for the user."""
+    if manual is None:
+        return "  - no manual_dir was given, or it does not exist or is empty"
+    partial = _partial_voc(bases)
+    if partial is not None and partial[1]:
+        folder, parts = partial
+        return "\n".join(
+            f"  - {folder / part}/ (from VOCtrainval_11-May-2012.tar)" for part in parts
+        )
+    return (
+        f"  - {manual}/VOCdevkit/VOC2012/ (JPEGImages/, SegmentationClass/, "
+        "ImageSets/Segmentation/), or the archive VOCtrainval_11-May-2012.tar"
+    )
+
+
+def _download(dl_manager, url: str, what: str, manual: Path | None, missing: str = "") -> Path:
+    if not downloads.downloads_allowed():
+        where = f"manual_dir {manual}" if manual else "the manual directory"
+        raise DatasetNotFoundError(
+            f"{what} not found in {where}, and downloads are off (nothing was downloaded). "
+            f"Missing:\n{missing or '  - ' + what}\nGet it from {url}.\n\n{INSTRUCTIONS}"
+        )
     try:
         return Path(os.fspath(dl_manager.download_and_extract(url)))
     except Exception as err:  # no network, DNS, HTTP error, checksum: all end the same way
@@ -128,7 +162,10 @@ def resolve_sources(dl_manager, *, need_extra: bool) -> VocSources:
     bases = _search_bases(dl_manager, manual) if manual else []
     voc = find_voc(bases) if bases else None
     if voc is None:
-        voc = find_voc([_download(dl_manager, VOC_URL, "VOC2012 (VOCdevkit/VOC2012)", manual)])
+        missing = _missing_voc(bases, manual)
+        voc = find_voc(
+            [_download(dl_manager, VOC_URL, "VOC2012 (VOCdevkit/VOC2012)", manual, missing)]
+        )
         if voc is None:
             raise DatasetNotFoundError(
                 f"{VOC_URL} did not contain VOCdevkit/VOC2012.\n\n{INSTRUCTIONS}"
@@ -138,7 +175,13 @@ def resolve_sources(dl_manager, *, need_extra: bool) -> VocSources:
     search = bases + [voc.parent.parent]
     sbd, aug = find_sbd(search), find_aug(search + [voc])
     if sbd is None and aug is None:
-        sbd = find_sbd([_download(dl_manager, SBD_URL, "SBD (benchmark_RELEASE/dataset)", manual)])
+        missing = (
+            f"  - {manual}/benchmark_RELEASE/dataset/ (cls/*.mat, img/, train.txt, val.txt), "
+            f"the archive benchmark.tgz, or {manual}/SegmentationClassAug/*.png"
+        )
+        sbd = find_sbd(
+            [_download(dl_manager, SBD_URL, "SBD (benchmark_RELEASE/dataset)", manual, missing)]
+        )
         if sbd is None:
             raise DatasetNotFoundError(
                 f"{SBD_URL} did not contain benchmark_RELEASE/dataset.\n\n{INSTRUCTIONS}"

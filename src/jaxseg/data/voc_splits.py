@@ -32,7 +32,13 @@ def read_list(path: Path) -> list[str]:
     """Names in a VOC/SBD split list (one per line; extra columns and blank lines ignored)."""
     if not path.is_file():
         raise DataError(f"{path}: split list not found; the dataset tree is incomplete.")
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    names = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    if not names:
+        raise DataError(
+            f"{path}: the split list is empty (cut short while extracting?). Extract the "
+            "dataset again, or put the image names into it, one per line."
+        )
+    return names
 
 
 def _missing(listed_in: Path, name: str, path: Path, what: str) -> DataError:
@@ -93,6 +99,11 @@ def split_items(sources: VocSources, *, with_extra: bool) -> dict[str, list[Item
                 origin.setdefault(png.stem, png)
     val_set = set(val_names)
     train_names = sorted(name for name in origin if name not in val_set)
+    if not train_names:
+        raise DataError(
+            f"every image of {train_list} is also in {val_list}: the training split would be "
+            "empty. Restore the official split lists (extract ImageSets/ again)."
+        )
     return {
         "train": _items(sources, train_names, origin, use_extra=with_extra),
         "validation": _items(

@@ -47,7 +47,8 @@ from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from jaxseg import train  # noqa: E402
-from jaxseg.experiment import runs  # noqa: E402
+from jaxseg.data import folder as data_folder  # noqa: E402
+from jaxseg.experiment import cli_help, runs  # noqa: E402
 from jaxseg.experiment.config import (  # noqa: E402
     backbone_factory,
     base_config,
@@ -195,14 +196,16 @@ def run(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes
         )
         state = restore(template, workdir, step, config)
-        return run_evaluation(state, step=step, class_names=info.class_names, **common)
+        return run_evaluation(
+            state, step=step, class_names=info.class_names, palette=palette, **common
+        )
 
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
     runs.write_run(workdir, experiment, config, demo=demo, model_name=type(eval_model).__name__)
     state = create_state(eval_model, config).replace(apply_fn=train_model.apply)
     state = experiment.initialize(config, state)
-    schedule = train.make_schedule(config.optimizer, config.num_train_steps)
+    schedule = train.train_schedule(config)
     state = train.train_and_evaluate(
         config,
         workdir,
@@ -222,16 +225,25 @@ def run(
         predict_step=functools.partial(
             train.predict_step, apply_fn=eval_model.apply, align_corners=config.align_corners
         ),
-        render=make_render(config, palette),
+        render=make_render(config, palette, info.class_names),
         mesh=mesh,
+        palette=palette,
     )
     folder = None
     if config.num_eval_images:
-        folder = write_overlays(state, palette=palette, count=config.num_eval_images, **common)
+        folder = write_overlays(
+            state,
+            palette=palette,
+            count=config.num_eval_images,
+            class_names=info.class_names,
+            **common,
+        )
     results = None
     if uses_tta(config):
         step = int(train.to_host(state.step))
-        results = run_evaluation(state, step=step, class_names=info.class_names, **common)
+        results = run_evaluation(
+            state, step=step, class_names=info.class_names, palette=palette, **common
+        )
     if jax.process_index() == 0:
         minutes = (time.perf_counter() - _IMPORTED_AT) / 60
         print(
@@ -294,7 +306,8 @@ def parse_command_line(argv: Sequence[str], experiment: Experiment) -> CommandLi
     """`argv` -> `CommandLine`; exits 2 on bad flags, 0 after `--help` (the file's docstring).
 
     `--demo` replaces the defaults by `demo_config(get_config())`; `--config.*` overrides then
-    apply on top of whichever defaults are in force.
+    apply on top of whichever defaults are in force. A `--config.dataset=folder:DIR` is built
+    here (once) and sets `num_classes`; an explicit `--config.num_classes` must agree with it.
     """
     default_workdir = os.path.join("runs", experiment.name)
     fv = flags.FlagValues()
@@ -302,7 +315,10 @@ def parse_command_line(argv: Sequence[str], experiment: Experiment) -> CommandLi
     try:
         _define_flags(fv, experiment.get_config(), default_workdir)
         if any(a in ("-h", "--help", "--helpfull", "-help") for a in argv[1:]):
-            print(experiment.doc.strip() + "\n\nFlags:\n" + fv.main_module_help())
+            demo = any(a in ("--demo", "--demo=true", "--demo=True") for a in argv[1:])
+            shown = experiment.get_config()
+            shown = experiment.demo_config(shown) if demo else shown
+            print(cli_help.format_help(experiment.doc, fv, shown, demo=demo))
             raise SystemExit(0)
         try:
             fv(list(argv))
@@ -314,7 +330,14 @@ def parse_command_line(argv: Sequence[str], experiment: Experiment) -> CommandLi
     config = fv["config"].value
     overrides = dict(config_flags.get_override_values(fv["config"]))
     if fv.demo:
-        config = _apply_overrides(experiment.demo_config(experiment.get_config()), overrides)
+        config = experiment.demo_config(experiment.get_config())
+        config = _apply_overrides(train.allow_size_pairs(config), overrides)
+    if data_folder.is_folder_spec(config.dataset):  # the folder sets num_classes
+        try:
+            data_folder.configure(config, num_classes_given="num_classes" in overrides)
+        except data_folder.DataError as e:
+            print(f"error: --config.dataset={config.dataset}: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
     return CommandLine(
         config=config,
         overrides=overrides,

@@ -146,6 +146,11 @@ def check_config(config: ml_collections.ConfigDict, model: nn.Module, num_device
         )
     if not config.eval_scales or min(config.eval_scales) <= 0:
         raise train.ConfigError(f"config.eval_scales={config.eval_scales} must be > 0")
+    if not isinstance(config.sliding_window, int) or config.sliding_window < 0:
+        raise train.ConfigError(
+            f"config.sliding_window={config.sliding_window!r} must be a window size >= 1, "
+            "or 0 for whole-image prediction"
+        )
     if config.normalization not in transforms.NORMALIZATIONS:
         raise train.ConfigError(
             f"config.normalization={config.normalization!r}; choose one of "

@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxseg import data, train
 from jaxseg.data import demo as demo_data
+from jaxseg.data import folder as data_folder
 from jaxseg.data.datasets import DatasetInfo
 from jaxseg.experiment.contract import Batch, BatchFn
 from jaxseg.labels import IGNORE_LABEL
@@ -53,8 +54,17 @@ def prepare_camvid_demo(config: ml_collections.ConfigDict) -> Any:
     return builder
 
 
+def load_folder(config: ml_collections.ConfigDict) -> tuple[Any, DatasetInfo]:
+    """`config.dataset = "folder:DIR"`: the built `segmentation_folder` builder and its info."""
+    try:
+        return data_folder.load(config.dataset, config.data_dir or None)
+    except data.DataError as e:
+        raise train.ConfigError(f"config.dataset={config.dataset!r}: {e}") from None
+
+
 def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
-    """The prepared TFDS builder for `config.dataset` (generated data with `demo`).
+    """The prepared TFDS builder for `config.dataset` (generated data with `demo`, unless the
+    dataset is a `folder:DIR`, which replaces the generated data).
 
     Raises:
       DatasetNotFoundError: the dataset is neither prepared nor preparable from `manual_dir` /
@@ -62,6 +72,8 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
     """
     import tensorflow_datasets as tfds
 
+    if data_folder.is_folder_spec(config.dataset):
+        return load_folder(config)[0]
     if demo:
         h, w = config.demo.image_size
         if config.dataset.startswith("camvid"):
@@ -80,13 +92,11 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
     if builder.is_prepared():
         return builder
     if config.manual_dir or config.download:
-        kwargs = {}
-        if config.manual_dir:
-            kwargs["download_config"] = tfds.download.DownloadConfig(
-                manual_dir=os.path.expanduser(config.manual_dir)
-            )
         try:
-            builder.download_and_prepare(**kwargs)
+            # With config.download False nothing is fetched and a failed attempt leaves nothing.
+            data.downloads.prepare(
+                builder, manual_dir=config.manual_dir or None, download=bool(config.download)
+            )
         except data.DatasetNotFoundError as e:  # our builders say where to get the files
             raise DatasetNotFoundError(str(e)) from None
         except Exception as e:  # TFDS' own: no network, a bad archive, missing manual files
@@ -112,7 +122,10 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
 
 def dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
     """Metadata of `config.dataset` (classes, palette); its class count must be the config's."""
-    info = data.get_dataset_info(config.dataset)
+    if data_folder.is_folder_spec(config.dataset):
+        info = load_folder(config)[1]
+    else:
+        info = data.get_dataset_info(config.dataset)
     if info.num_classes != config.num_classes:
         raise train.ConfigError(
             f"config.num_classes={config.num_classes} but {config.dataset} has "

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from jaxseg import inference, metrics, train, viz
+from jaxseg import figures, inference, metrics, train, viz
 from jaxseg.experiment.config import crf_kwargs, denormalize
 from jaxseg.experiment.datasets import Batch, eval_split
 
@@ -75,9 +75,7 @@ def evaluate_per_image(
     """
     num_classes = config.num_classes
     device = jax.local_devices()[0]
-    variables = jax.device_put(
-        train.to_host({"params": state.params, "batch_stats": state.batch_stats}), device
-    )
+    variables = jax.device_put(train.to_host(train.eval_variables(state)), device)
     network = jax.jit(functools.partial(inference.predict_logits, apply_fn))
     apply_fn = functools.partial(network, variables)
     window = (config.sliding_window, None) if config.sliding_window else None
@@ -118,7 +116,7 @@ def _describe_eval(config: ml_collections.ConfigDict) -> str:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items() if k != "confusion_matrix"}
+        return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, float | np.floating):
@@ -140,8 +138,11 @@ def run_evaluation(
     class_names: Sequence[str],
     apply_fn: ApplyFn,
     mesh: jax.sharding.Mesh,
+    palette: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Scores `state` on the eval split, prints the tables, writes `eval_step_<N>.json`."""
+    """Scores `state` on the eval split, prints the tables, writes `eval_step_<N>.json` (scores
+    and confusion matrix) and its pictures, `predictions/step_<N>/{confusion_matrix,
+    class_iou}.png` (IoU bars in `palette`'s colours)."""
     started = time.perf_counter()
     stream = eval_stream_fn()
     num_batches = len(stream) if hasattr(stream, "__len__") else None
@@ -167,6 +168,7 @@ def run_evaluation(
             state, stream, config=config, apply_fn=apply_fn, num_batches=num_batches
         )
         summary = metrics.summarize(totals["plain"], class_names, out_of_range=True)
+        summary["confusion_matrix"] = totals["plain"]
         title = f"step {step} on {results['split']}, {_describe_eval(config)}"
         say(f"\nEvaluation of {title}:\n{metrics.format_table(summary)}")
         results["metrics"] = summary
@@ -174,6 +176,7 @@ def run_evaluation(
         results["eval_flip"] = bool(config.eval_flip)
         if "crf" in totals:
             after = metrics.summarize(totals["crf"], class_names, out_of_range=True)
+            after["confusion_matrix"] = totals["crf"]
             say(f"\nAfter the dense CRF ({crf_kwargs(config)}):\n{metrics.format_table(after)}")
             say(
                 f"\nmIoU before CRF {100 * summary['miou']:.2f}%, after CRF "
@@ -187,7 +190,11 @@ def run_evaluation(
         with open(path + ".tmp", "w") as f:
             json.dump(_jsonable(results), f, indent=2)
         os.replace(path + ".tmp", path)
-        say(f"Scores written to {path}")
+        folder = os.path.join(workdir, "predictions", f"step_{int(step):08d}")
+        os.makedirs(folder, exist_ok=True)
+        for name, picture in figures.score_figures(summary, palette).items():
+            viz.save_image(os.path.join(folder, f"{name}.png"), picture)
+        say(f"Scores written to {path}, pictures to {folder}")
     return results
 
 
@@ -201,8 +208,12 @@ def write_overlays(
     apply_fn: ApplyFn,
     mesh: jax.sharding.Mesh,
     count: int,
+    class_names: Sequence[str] = (),
 ) -> str:
-    """Colour overlays of the final predictions on the first `count` eval images."""
+    """Colour overlays of the final predictions on the first `count` eval images; a class named
+    "background" keeps the photo's colours, the other classes are tinted."""
+    lowered = [str(n).lower() for n in class_names]
+    background = lowered.index("background") if "background" in lowered else None
     folder = os.path.join(workdir, "overlays")
     if jax.process_index() == 0:
         os.makedirs(folder, exist_ok=True)
@@ -222,16 +233,25 @@ def write_overlays(
     for i in np.flatnonzero(batch["mask"])[:count]:
         height, width = batch["size"][i]
         rgb = np.clip(np.round(denormalize(config, batch["image"][i])), 0, 255).astype(np.uint8)
-        overlay = viz.overlay(rgb[:height, :width], predictions[i, :height, :width], palette)
+        overlay = figures.object_overlay(
+            rgb[:height, :width], predictions[i, :height, :width], palette, background=background
+        )
         viz.save_image(os.path.join(folder, f"{i}.jpg"), overlay, quality=90)
     return folder
 
 
-def make_render(config: ml_collections.ConfigDict, palette: np.ndarray) -> Callable:
-    """Training-log figures (image | truth | prediction) with the normalisation undone; the
-    loop passes each image cropped to its own size."""
+def make_render(
+    config: ml_collections.ConfigDict,
+    palette: np.ndarray,
+    class_names: Sequence[str] | None = None,
+) -> Callable:
+    """Training-log figures (image | truth | prediction, titled, with a legend when the class
+    names are given) with the normalisation undone; the loop passes each image cropped to its
+    own size."""
     # Images arrive in 0..255 already: identity mean/std instead of a per-image stretch.
-    draw = train.make_render(palette, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    draw = train.make_render(
+        palette, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), class_names=class_names
+    )
 
     def render(image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
         rgb = np.clip(np.round(denormalize(config, image)), 0, 255)

@@ -122,7 +122,8 @@ def config_from_run(
     Keys that the experiment file's config (`defaults`) has and the run lacks (added to the
     file after training) take the file's values, with a warning naming them.
     """
-    config = ml_collections.ConfigDict(_tuples(record["config"]))
+    # Size keys may take an int or (h, w) at evaluation, as on the command line.
+    config = train.allow_size_pairs(ml_collections.ConfigDict(_tuples(record["config"])))
     if defaults is None:
         return config
     recorded = _flat(record["config"])

@@ -18,7 +18,7 @@ def _input_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]
 
 def abstract_state(model: nn.Module, config: ml_collections.ConfigDict) -> train.TrainState:
     """The train state's shapes, traced without computing or compiling anything."""
-    tx = train.make_optimizer(config.optimizer, config.num_train_steps)
+    tx = train.make_train_optimizer(config)
     return jax.eval_shape(
         lambda: train.create_train_state(
             model, tx, jax.random.key(config.seed), _input_shape(config)
@@ -89,5 +89,5 @@ def restore(state: train.TrainState, workdir: str, step: int, config) -> train.T
 def create_state(model: nn.Module, config: ml_collections.ConfigDict) -> train.TrainState:
     """A freshly initialised train state (random weights; the experiment's `initialize` then
     loads what it starts from)."""
-    tx = train.make_optimizer(config.optimizer, config.num_train_steps)
+    tx = train.make_train_optimizer(config)
     return train.create_train_state(model, tx, jax.random.key(config.seed), _input_shape(config))

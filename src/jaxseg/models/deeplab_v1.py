@@ -12,6 +12,7 @@ from jaxseg.backbones import VGG16
 from jaxseg.models._common import check_images, to_float32_logits
 from jaxseg.nn import Conv2D
 from jaxseg.ops import resize_bilinear
+from jaxseg.ops.pooling import avg_pool2d_count_pad
 
 
 class DeepLabV1(nn.Module):
@@ -31,6 +32,13 @@ class DeepLabV1(nn.Module):
       fc6_rate: atrous rate of fc6 (12 in LargeFOV).
       dropout_rate: after fc6 and fc7 (rng "dropout").
       align_corners: convention of the final bilinear upsampling (see `resize_bilinear`).
+      ceil_mode: Caffe's ceil-mode 3x3 / 2 pools (see `VGG16.ceil_mode`).
+      pool5_avg: the released model's `pool5a`, a 3x3 / 1 / pad 1 average pool before fc6
+        whose divisor counts padded pixels.
+      caffe_interp: the final upsampling as Caffe's `Interp` with zoom factor 8: a
+        corner-aligned bilinear resize to `(h - 1) * 8 + 1` (not `8 h`), cropped at the
+        top-left to the input size (replaces `align_corners`). With ceil-mode pools that size
+        is never smaller than the input; at 513 = 8 * 64 + 1 it is the input size.
       conv_impl, dtype, param_dtype: `atrous_conv2d` impl, compute and parameter dtypes.
     """
 
@@ -41,6 +49,9 @@ class DeepLabV1(nn.Module):
     fc6_rate: int = 12
     dropout_rate: float = 0.5
     align_corners: bool = False
+    ceil_mode: bool = False
+    pool5_avg: bool = False
+    caffe_interp: bool = False
     conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -51,11 +62,14 @@ class DeepLabV1(nn.Module):
         common = dict(impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype)
         x = VGG16(
             output_stride=8,
+            ceil_mode=self.ceil_mode,
             name="backbone",
             conv_impl=self.conv_impl,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )(images, train)["out"]
+        if self.pool5_avg:
+            x = avg_pool2d_count_pad(x, 3, 1, 1)
         x = Conv2D(self.fc_features, kernel_size=3, rate=self.fc6_rate, name="fc6", **common)(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
         x = Conv2D(self.fc_features, kernel_size=1, name="fc7", **common)(x)
@@ -68,4 +82,21 @@ class DeepLabV1(nn.Module):
             **common,
         )(x)
         logits = to_float32_logits(logits)
+        if self.caffe_interp:
+            return caffe_zoom(logits, 8, images.shape[1:3])
         return resize_bilinear(logits, images.shape[1:3], align_corners=self.align_corners)
+
+
+def caffe_zoom(x: jax.Array, factor: int, size: tuple[int, int]) -> jax.Array:
+    """Caffe `Interp` with `zoom_factor`, then a top-left crop to `size`.
+
+    `[B, h, w, C]` -> corner-aligned bilinear `[B, (h - 1) f + 1, (w - 1) f + 1, C]` ->
+    `[B, size[0], size[1], C]`.
+    """
+    zoomed = tuple((n - 1) * factor + 1 for n in x.shape[1:3])
+    if zoomed[0] < size[0] or zoomed[1] < size[1]:
+        raise ValueError(
+            f"Caffe Interp zoom {factor} of {x.shape[1:3]} gives {zoomed}, smaller than the "
+            f"input {tuple(size)}; build the model with ceil_mode=True"
+        )
+    return resize_bilinear(x, zoomed, align_corners=True)[:, : size[0], : size[1]]

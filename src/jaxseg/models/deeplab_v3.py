@@ -36,7 +36,8 @@ class DeepLabV3(nn.Module):
         factory (class or functools.partial) taking `output_stride`, `multi_grid`, `norm`,
         `conv_impl`, `dtype`, `param_dtype` keywords and returning a dict with `out`.
       output_stride: 16 (training in the paper), 8 (evaluation) or 32.
-      atrous_rates: ASPP rates; None gives (6, 12, 18) at stride 16, doubled at 8, halved at 32.
+      atrous_rates: ASPP rates; None gives (6, 12, 18) at stride 16, doubled at 8, halved at 32;
+        () keeps only the 1x1 and image-pooling branches (the released MobileNetV2 models).
       multi_grid: rate multipliers of the last stage's units; None gives the paper's (1, 2, 4)
         for ResNets and the backbone's default otherwise (MobileNetV2 has none).
       aspp_features: 256.
@@ -44,6 +45,11 @@ class DeepLabV3(nn.Module):
       dropout_rate: after the ASPP projection (0.1, the TF reference), rng "dropout".
       align_corners: convention of the final bilinear upsampling.
       norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
+      upsample_logits: False returns the logits at the resolution they are computed at
+        (stride 4 for v3+, `output_stride` for v3), as DeepLab's official multi-scale
+        evaluation resizes them itself.
+      backbone_norm: BN factory of the backbone alone (None: `norm`); the released DeepLab
+        checkpoints use epsilon 1e-3 in Xception and MobileNetV2 and 1e-5 in the head.
     """
 
     min_input_size: ClassVar[int] = 32
@@ -57,7 +63,9 @@ class DeepLabV3(nn.Module):
     separable_aspp: bool = False
     dropout_rate: float = 0.1
     align_corners: bool = False
+    upsample_logits: bool = True
     norm: NormFactory = BatchNorm
+    backbone_norm: NormFactory | None = None
     conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -74,12 +82,14 @@ class DeepLabV3(nn.Module):
             multi_grid=self.multi_grid,
             deeplab_multi_grid=True,
             output_stride=self.output_stride,
-            norm=self.norm,
+            norm=self.norm if self.backbone_norm is None else self.backbone_norm,
             conv_impl=self.conv_impl,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )(images, train)
-        rates = self.atrous_rates or scaled_rates((6, 12, 18), 16, self.output_stride)
+        rates = self.atrous_rates
+        if rates is None:
+            rates = scaled_rates((6, 12, 18), 16, self.output_stride)
         x = ASPP(
             self.aspp_features,
             atrous_rates=tuple(rates),
@@ -97,4 +107,6 @@ class DeepLabV3(nn.Module):
             name="classifier",
         )(x)
         logits = to_float32_logits(logits)
+        if not self.upsample_logits:
+            return logits
         return resize_bilinear(logits, images.shape[1:3], align_corners=self.align_corners)

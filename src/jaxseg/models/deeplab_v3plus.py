@@ -46,6 +46,11 @@ class DeepLabV3Plus(nn.Module):
       dropout_rate: after the ASPP projection (rng "dropout").
       align_corners: convention of both bilinear upsamplings.
       norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
+      upsample_logits: False returns the logits at the resolution they are computed at
+        (stride 4 for v3+, `output_stride` for v3), as DeepLab's official multi-scale
+        evaluation resizes them itself.
+      backbone_norm: BN factory of the backbone alone (None: `norm`); the released DeepLab
+        checkpoints use epsilon 1e-3 in Xception and MobileNetV2 and 1e-5 in the head.
     """
 
     min_input_size: ClassVar[int] = 32
@@ -61,7 +66,9 @@ class DeepLabV3Plus(nn.Module):
     low_level_features: int = 48
     dropout_rate: float = 0.1
     align_corners: bool = False
+    upsample_logits: bool = True
     norm: NormFactory = BatchNorm
+    backbone_norm: NormFactory | None = None
     conv_impl: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -82,12 +89,14 @@ class DeepLabV3Plus(nn.Module):
             multi_grid=self.multi_grid,
             deeplab_multi_grid=True,
             output_stride=self.output_stride,
-            norm=self.norm,
+            norm=self.norm if self.backbone_norm is None else self.backbone_norm,
             conv_impl=self.conv_impl,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )(images, train)
-        rates = self.atrous_rates or scaled_rates((6, 12, 18), 16, self.output_stride)
+        rates = self.atrous_rates
+        if rates is None:
+            rates = scaled_rates((6, 12, 18), 16, self.output_stride)
         x = ASPP(
             self.aspp_features,
             atrous_rates=tuple(rates),
@@ -113,4 +122,6 @@ class DeepLabV3Plus(nn.Module):
             name="classifier",
         )(x)
         logits = to_float32_logits(logits)
+        if not self.upsample_logits:
+            return logits
         return resize_bilinear(logits, images.shape[1:3], align_corners=self.align_corners)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jaxseg.backbones import VGG16
 from jaxseg.models._common import check_images, to_float32_logits
 from jaxseg.nn import Conv2D
-from jaxseg.ops import bilinear_kernel, conv_transpose2d, crop_like
+from jaxseg.ops import bilinear_kernel, conv_transpose2d, crop_like, resize_bilinear
 
 FAITHFUL_INPUT_PAD = 100
 # Crop offsets of the reference prototxts (valid with the 100-pixel pad only).
@@ -146,3 +146,55 @@ class FCN8s(FCN):
     """FCN-8s: FCN-16s' fusion upsampled 2x + score_pool3, upsampled x8 (see `FCN`)."""
 
     skips: ClassVar[tuple[str, ...]] = ("pool4", "pool3")
+
+
+class VGG16Classifier(nn.Module):
+    """The ImageNet VGG16 classifier applied fully convolutionally (FCN, section 3.1).
+
+    fc6 is a 7x7 VALID conv, fc7 and `fc8` 1x1 convs, so each 224 x 224 window (stride 32)
+    gets the classifier's scores; the score map is resized bilinearly to the input. At
+    224 x 224 the map is one cell: the classifier's output for the image.
+
+    `__call__(images [B, H, W, 3], train)` -> float32 `[B, H, W, num_classes]`, H, W >= 224.
+
+    Attributes:
+      num_classes: 1000 for ImageNet.
+      fc_features: channels of fc6/fc7 (4096).
+      fc6_padding: 'VALID' (the classifier's windows); 'SAME' keeps one score per 32 pixels
+        and accepts inputs from 32 pixels.
+      dropout_rate, conv_impl, dtype, param_dtype: as `FCN`.
+    """
+
+    min_input_size: ClassVar[int] = 224
+
+    num_classes: int = 1000
+    fc_features: int = 4096
+    fc6_padding: str = "VALID"
+    dropout_rate: float = 0.5
+    conv_impl: str = "auto"
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+        min_size = self.min_input_size if self.fc6_padding == "VALID" else 32
+        check_images(images, min_size, "VGG16Classifier")
+        features = VGG16(
+            include_fc=True,
+            fc6_padding=self.fc6_padding,
+            fc_features=self.fc_features,
+            dropout_rate=self.dropout_rate,
+            conv_impl=self.conv_impl,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="backbone",
+        )(images, train)
+        scores = Conv2D(
+            self.num_classes,
+            kernel_size=1,
+            impl=self.conv_impl,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="fc8",
+        )(features["fc7"])
+        return resize_bilinear(to_float32_logits(scores), images.shape[1:3])

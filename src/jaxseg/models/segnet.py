@@ -13,7 +13,7 @@ from jaxseg.backbones.vgg import VGG16_BLOCKS
 from jaxseg.models._common import check_images, to_float32_logits
 from jaxseg.nn import BatchNorm, Conv2D, ConvBN
 from jaxseg.nn.conv_bn import NormFactory
-from jaxseg.ops import max_unpool
+from jaxseg.ops import max_pool_with_argmax, max_unpool
 
 
 class SegNet(nn.Module):
@@ -70,5 +70,84 @@ class SegNet(nn.Module):
                 x = conv(x, train)
         logits = Conv2D(
             self.num_classes, kernel_size=self.classifier_kernel_size, name="classifier", **common
+        )(x)
+        return to_float32_logits(logits)
+
+
+def lrn_across_channels(
+    x: jax.Array, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+) -> jax.Array:
+    """Caffe's `LRN` (ACROSS_CHANNELS): `x / (k + alpha / size * sum of x^2 over the size
+    channels centred on each channel, zeros past the edges) ** beta`. `[B, H, W, C]` in/out."""
+    squares = jnp.pad(jnp.square(x), ((0, 0), (0, 0), (0, 0), ((size - 1) // 2, size // 2)))
+    window = sum(squares[..., i : i + x.shape[-1]] for i in range(size))
+    return x / (k + alpha / size * window) ** beta
+
+
+class SegNetBasic(nn.Module):
+    """SegNet-Basic (the paper's small SegNet, SegNet tutorial): `depth` encoder stages of a
+    7x7 conv + BN + ReLU and a 2x2 max pool keeping its indices; a mirrored decoder of
+    unpooling with those indices and a 7x7 conv + BN (no ReLU, as released); a 1x1
+    classifier. The input first goes through a local response normalisation. 1.42M
+    parameters for 11 classes.
+
+    `__call__(images [B, H, W, 3], train)` -> float32 logits `[B, H, W, num_classes]`,
+    H, W >= 2**depth. Submodules: `conv1`..`conv{depth}`, `conv_decode{depth}`..
+    `conv_decode1` (`ConvBN`), `classifier`.
+
+    Attributes:
+      num_classes: 11 for CamVid.
+      features: channels of every conv (64).
+      depth: encoder stages (4).
+      kernel_size: of the encoder and decoder convs (7).
+      lrn: the input's local response normalisation (size 5, alpha 1e-4, beta 0.75).
+      decoder_relu: a ReLU after each decoder BN (the release has none).
+      norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
+    """
+
+    num_classes: int = 11
+    features: int = 64
+    depth: int = 4
+    kernel_size: int = 7
+    lrn: bool = True
+    decoder_relu: bool = False
+    norm: NormFactory = BatchNorm
+    conv_impl: str = "auto"
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+        check_images(images, 2**self.depth, "SegNetBasic")
+        common = dict(
+            kernel_size=self.kernel_size,
+            norm=self.norm,
+            impl=self.conv_impl,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        x = jnp.asarray(images, self.dtype)
+        if self.lrn:
+            x = lrn_across_channels(x)
+        stack = []
+        for i in range(1, self.depth + 1):
+            x = ConvBN(self.features, name=f"conv{i}", **common)(x, train)
+            size = x.shape[1:3]
+            x, argmax = max_pool_with_argmax(x, 2)
+            stack.append((argmax, size))
+        activation = nn.relu if self.decoder_relu else None
+        for i in range(self.depth, 0, -1):
+            argmax, size = stack[i - 1]
+            x = max_unpool(x, argmax, 2, output_size=size)
+            x = ConvBN(self.features, activation=activation, name=f"conv_decode{i}", **common)(
+                x, train
+            )
+        logits = Conv2D(
+            self.num_classes,
+            kernel_size=1,
+            impl=self.conv_impl,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="classifier",
         )(x)
         return to_float32_logits(logits)

@@ -150,3 +150,40 @@ def max_unpool(
     windows = jnp.where(hit, pooled[..., None], jnp.zeros((), pooled.dtype))
     y = rearrange(windows, "b h w c (wh ww) -> b (h wh) (w ww) c", wh=wh, ww=ww)
     return y[:, :h, :w, :]
+
+
+def ceil_mode_pads(size: int, window: int, stride: int, pad: int) -> tuple[int, int]:
+    """`(before, after)` padding that makes a VALID pool give Caffe's ceil-mode output size.
+
+    Caffe (and OpenCV's Caffe importer) pool to `ceil((size + 2 pad - window) / stride) + 1`
+    windows, minus one if the last window would start inside the bottom/right padding; the
+    extra windows read past the input. Padding the far side by the difference (with -inf for
+    max pooling) reproduces that: e.g. 3x3 / 2 / pad 1 on 64 pixels gives 33, not 32.
+    """
+    out = -(-(size + 2 * pad - window) // stride) + 1
+    if pad > 0 and (out - 1) * stride >= size + pad:
+        out -= 1
+    after = (out - 1) * stride + window - size - pad
+    return pad, max(after, 0)
+
+
+def avg_pool2d_count_pad(x: jax.Array, window: int, stride: int = 1, pad: int = 0) -> jax.Array:
+    """Average pooling over zero-padded windows, divided by the full window area.
+
+    Caffe's AVE pooling divides by the window clipped to the padded input, so padded pixels
+    count (DeepLab v1's 3x3 / 1 / pad 1 `pool5a`: every output is its 3x3 sum over 9).
+
+    Args:
+      x: `[B, H, W, C]` floating.
+      window, stride, pad: square window, stride and symmetric zero padding.
+
+    Returns:
+      `[B, H', W', C]`, H' = `(H + 2 pad - window) // stride + 1`.
+    """
+    check_rank(x, 4, "x", "[B, H, W, C]")
+    x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    summed = jax.lax.reduce_window(
+        x, jnp.zeros((), x.dtype), jax.lax.add, (1, window, window, 1), (1, stride, stride, 1),
+        "VALID",
+    )  # fmt: skip
+    return summed / jnp.asarray(window * window, x.dtype)

@@ -3,7 +3,7 @@
 An experiment file composes these (see `train_and_evaluate`):
 
     mesh = train.make_mesh()
-    tx = train.make_optimizer(config.optimizer, config.num_train_steps)
+    tx = train.make_train_optimizer(config)  # optimizer section, grad_accum_steps, ema_decay
     state = train.create_train_state(model, tx, jax.random.key(config.seed), (1, 513, 513, 3))
     train.train_and_evaluate(
         config, workdir, state=state,
@@ -13,10 +13,17 @@ An experiment file composes these (see `train_and_evaluate`):
 """
 
 from jaxseg.train.checkpoint import Checkpoints, model_signature
-from jaxseg.train.config import default_config, define_config_flag, handle_errors, validate_config
+from jaxseg.train.config import (
+    allow_size_pairs,
+    default_config,
+    define_config_flag,
+    handle_errors,
+    validate_config,
+)
 from jaxseg.train.errors import (
     CheckpointError,
     CheckpointMismatchError,
+    CheckpointWriteError,
     ConfigError,
     NonFiniteLossError,
     StopRequested,
@@ -25,10 +32,14 @@ from jaxseg.train.errors import (
 from jaxseg.train.logs import MetricLogger, make_render
 from jaxseg.train.loop import evaluate, train_and_evaluate
 from jaxseg.train.optim import (
+    ema_params,
     lr_multiplier_tree,
     make_optimizer,
     make_schedule,
+    make_train_optimizer,
     optimizer_config,
+    params_ema,
+    train_schedule,
     weight_decay_mask,
 )
 from jaxseg.train.parallel import (
@@ -44,10 +55,11 @@ from jaxseg.train.parallel import (
     to_host,
 )
 from jaxseg.train.state import TrainState, create_train_state
-from jaxseg.train.steps import eval_step, predict_step, train_step
+from jaxseg.train.steps import eval_step, eval_variables, predict_step, train_step
 
 __all__ = [
     "CheckpointError",
+    "CheckpointWriteError",
     "CheckpointMismatchError",
     "Checkpoints",
     "ConfigError",
@@ -59,9 +71,12 @@ __all__ = [
     "batch_sharding",
     "create_train_state",
     "default_config",
+    "allow_size_pairs",
     "define_config_flag",
     "enable_compilation_cache",
+    "ema_params",
     "eval_step",
+    "eval_variables",
     "evaluate",
     "handle_errors",
     "jit_eval_step",
@@ -71,15 +86,18 @@ __all__ = [
     "make_optimizer",
     "make_render",
     "make_schedule",
+    "make_train_optimizer",
     "maybe_initialize_distributed",
     "model_signature",
     "optimizer_config",
+    "params_ema",
     "predict_step",
     "replicated",
     "shard_batch",
     "shard_state",
     "to_host",
     "train_and_evaluate",
+    "train_schedule",
     "train_step",
     "validate_config",
     "weight_decay_mask",

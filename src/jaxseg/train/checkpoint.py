@@ -11,13 +11,22 @@ The data position is not stored: training streams derive their order from the st
 Orbax writes each step to a temporary directory and renames it when complete, so a run killed
 mid-save leaves no half-written step that `latest_step` could pick up (the leftover temporary
 directory is ignored and cleaned up by the next run).
+
+Failures end in a few lines, not orbax's tracebacks: a save that meets a full disk or a
+permission problem raises `CheckpointWriteError` (the previous checkpoints stay intact), an
+unreadable checkpoint `CheckpointError` naming it and the previous step. Orbax's background
+threads log each such failure with its traceback; those records are dropped unless
+`JAXSEG_DEBUG=1` (the error itself always reaches the caller).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
+import logging as py_logging
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,10 +35,64 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
 
-from jaxseg.train.errors import CheckpointError, CheckpointMismatchError
+from jaxseg import debug
+from jaxseg.train.errors import CheckpointError, CheckpointMismatchError, CheckpointWriteError
 from jaxseg.train.state import TrainState, param_shapes
 
 SIGNATURE_VERSION = 1
+_MESSAGE_CHARS = 300  # of a wrapped orbax/tensorstore error (they run to dozens of lines)
+
+
+def _short(error: BaseException) -> str:
+    """`Type: first line of the message`, cut to a few hundred characters."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
+    if len(text) > _MESSAGE_CHARS:
+        text = text[:_MESSAGE_CHARS] + " ..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class _QuietOrbaxErrors(py_logging.Filter):
+    """Drops the ERROR records (with tracebacks) orbax logs from its background save threads;
+    the failure reaches the caller as an exception, reported in a few lines."""
+
+    def filter(self, record: py_logging.LogRecord) -> bool:
+        if debug.debug_enabled() or record.levelno < py_logging.ERROR:
+            return True
+        if record.name == "asyncio":  # "Future exception was never retrieved" of a failed write
+            error = record.exc_info[1] if record.exc_info else None
+            return error is None or debug.system_errno(error) is None
+        return "orbax" not in record.pathname
+
+
+_QUIET_FILTER = _QuietOrbaxErrors()
+
+
+def _after_failed_save(unraisable: Any) -> bool:
+    """Whether an "unraisable" exception is the echo of a failed orbax save: tensorstore
+    callbacks reaching the closed event loop of the save's thread, or its coroutines collected
+    at interpreter exit."""
+    error = unraisable.exc_value
+    return (isinstance(error, RuntimeError) and "Event loop is closed" in str(error)) or (
+        isinstance(error, ImportError) and "shutting down" in str(error)
+    )
+
+
+def _quiet_orbax_logs() -> None:
+    absl_logger = py_logging.getLogger("absl")  # absl.logging's Python logger, orbax logs there
+    for logger in (absl_logger, py_logging.getLogger("asyncio")):
+        if _QUIET_FILTER not in logger.filters:
+            logger.addFilter(_QUIET_FILTER)
+    previous = sys.unraisablehook
+    if getattr(previous, "_jaxseg_quiet", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if debug.debug_enabled() or not _after_failed_save(unraisable):
+            previous(unraisable)
+
+    hook._jaxseg_quiet = True
+    sys.unraisablehook = hook
 
 
 def model_signature(state: TrainState, model_name: str | None = None) -> dict[str, Any]:
@@ -137,9 +200,39 @@ class Checkpoints:
             enable_async_checkpointing=async_save and not read_only,
             create=not read_only,
         )
-        self._manager = ocp.CheckpointManager(
-            self.directory, options=options, item_names=("state", "signature")
+        _quiet_orbax_logs()
+        self._failed: CheckpointWriteError | None = None
+        self._pending_step: int | None = None
+        try:
+            self._manager = ocp.CheckpointManager(
+                self.directory, options=options, item_names=("state", "signature")
+            )
+        except Exception as e:  # e.g. the workdir cannot be created: say so in one line
+            problem = debug.system_problem(e, f"cannot use checkpoint folder {self.directory}")
+            if problem is None:
+                raise
+            raise CheckpointWriteError(problem, _exit_code(e)) from e
+
+    def _write_failed(self, error: BaseException, step: int | None) -> CheckpointWriteError:
+        """The error to raise for a failed (possibly background) write of `step`."""
+        what = (
+            f"writing checkpoint {step} to {self.directory}"
+            if step is not None
+            else (f"writing a checkpoint to {self.directory}")
         )
+        problem = debug.system_problem(error, what)
+        older = [s for s in self.all_steps() if step is None or s < step]
+        kept = (
+            f"checkpoint {older[-1]} and older are intact"
+            if older
+            else "there is no earlier checkpoint"
+        )
+        self._failed = CheckpointWriteError(
+            f"{problem}. Nothing was deleted ({kept}); rerun the same command to resume "
+            "from the newest complete checkpoint.",
+            _exit_code(error),
+        )
+        return self._failed
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint's step, or None for an empty directory."""
@@ -165,7 +258,8 @@ class Checkpoints:
                 step, args=ocp.args.Composite(signature=ocp.args.JsonRestore())
             )
         except Exception as e:  # orbax raises assorted types for a missing item
-            logging.warning("no readable signature in checkpoint %d: %s", step, e)
+            # The caller says so in its own message; the details only for debugging.
+            logging.info("no readable signature in checkpoint %d: %s", step, e)
             return None
         return restored.signature
 
@@ -180,7 +274,11 @@ class Checkpoints:
             return
         saved = self.read_signature(step)
         if saved is None:
-            problem = "it has no jaxseg model signature (not written by jaxseg.train?)"
+            problem = (
+                f"its signature/ item ({os.path.join(self.directory, str(step), 'signature')}) "
+                "is missing or unreadable, so it is incomplete (copied in part?) or was not "
+                "written by jaxseg.train"
+            )
         else:
             problem = _describe_mismatch(saved, signature)
         if problem is not None:
@@ -225,10 +323,12 @@ class Checkpoints:
             )
         except Exception as e:  # tensorstore/orbax/OS errors: report them as one clear problem
             path = os.path.join(self.directory, str(step))
+            older = [s for s in steps if s < step]
+            previous = f"checkpoint {older[-1]}" if older else "the start (no older checkpoint)"
             raise CheckpointError(
-                f"checkpoint {path} could not be read ({type(e).__name__}: {e}). It may be "
-                f"incomplete or corrupt: move it away (mv {path} {path}.bad) to resume from the "
-                "previous checkpoint, or start over in a new --workdir."
+                f"checkpoint {path} could not be read ({_short(e)}); it is incomplete or "
+                f"corrupt. Nothing was deleted.\nTo resume from {previous}, move it away: "
+                f"mv {path} {path}.bad (or start over in a new --workdir)."
             ) from e
         return restored.state
 
@@ -254,12 +354,59 @@ class Checkpoints:
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state), signature=ocp.args.JsonSave(signature)
         )
-        return self._manager.save(step, args=args, metrics=metrics, force=True)
+        if self._failed is not None:
+            raise self._failed
+        previous, self._pending_step = self._pending_step, step
+        try:
+            return self._manager.save(step, args=args, metrics=metrics, force=True)
+        except Exception as e:  # a failure of this save, or of the previous one's background
+            if debug.system_errno(e) is None:
+                raise  # not the disk or permissions: a bug, with its traceback
+            failed = previous if _names_step(e, self.directory, previous) else step
+            raise self._write_failed(e, failed) from e
 
     def wait(self) -> None:
-        """Blocks until background writes are committed."""
-        self._manager.wait_until_finished()
+        """Blocks until background writes are committed.
+
+        Raises:
+          CheckpointWriteError: a background write failed (full disk, permissions).
+        """
+        if self._failed is not None:
+            raise self._failed
+        try:
+            self._manager.wait_until_finished()
+        except Exception as e:
+            if debug.system_errno(e) is None:
+                raise
+            raise self._write_failed(e, self._pending_step) from e
 
     def close(self) -> None:
-        """Waits for pending writes and releases the manager."""
-        self._manager.close()
+        """Waits for pending writes and releases the manager.
+
+        After a failed write (already raised) the manager is released without raising again.
+        """
+        try:
+            self._manager.close()
+        except Exception as e:
+            if self._failed is None:
+                if debug.system_errno(e) is None:
+                    raise
+                raise self._write_failed(e, self._pending_step) from e
+
+
+def _exit_code(error: BaseException) -> int:
+    """2 for a folder that cannot be written (bad input), 1 for a full disk or anything else."""
+    return 2 if debug.system_errno(error) in (errno.EACCES, errno.EPERM, errno.EROFS) else 1
+
+
+def _names_step(error: BaseException, directory: str, step: int | None) -> bool:
+    """Whether the error (or a cause) is about the folder of checkpoint `step`: orbax reports
+    the failure of a background save only when the next save or wait starts."""
+    if step is None:
+        return False
+    prefix = os.path.join(directory, str(step))
+    texts = []
+    while error is not None and len(texts) < 20:
+        texts.append(str(error))
+        error = error.__cause__ or error.__context__
+    return any(f"{prefix}." in t or f"{prefix}/" in t for t in texts)

@@ -8,7 +8,9 @@ of silently training with the default.
 
 from __future__ import annotations
 
+import errno
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
+from jaxseg import debug
 from jaxseg.train.errors import ConfigError, TrainingError
 from jaxseg.train.optim import OPTIMIZERS, SCHEDULES, lr_multiplier_tree, optimizer_config
 
@@ -33,7 +36,31 @@ def default_config() -> ml_collections.ConfigDict:
     config.keep_best = 3  # best checkpoints by eval mIoU kept, plus always the latest
     config.num_eval_images = 4  # prediction figures logged per evaluation
     config.tensorboard = True
+    config.grad_accum_steps = 1  # k > 1: one update per k steps, the k-times larger batch
+    config.ema_decay = 0.0  # > 0: evaluate an exponential moving average of the weights
     config.optimizer = optimizer_config()
+    return config
+
+
+# Keys whose value may be an int (a square) or an (h, w) pair, on any section.
+SIZE_KEYS = ("crop_size",)
+
+
+def allow_size_pairs(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Lets each `SIZE_KEYS` field hold an int or an `(h, w)` tuple (in place; returns it).
+
+    A ConfigDict field keeps the type of its first value, so `config.crop_size = 513` would
+    refuse `--config.crop_size=(96,128)`; an untyped reference takes either (and the command
+    line then parses the override as a Python literal).
+    """
+    for key in list(config.keys()):
+        value = config[key]
+        if isinstance(value, ml_collections.ConfigDict):
+            allow_size_pairs(value)
+        elif key in SIZE_KEYS and isinstance(value, int | tuple | list):
+            with config.unlocked():
+                del config[key]
+                config[key] = ml_collections.FieldReference(value, field_type=object)
     return config
 
 
@@ -48,6 +75,7 @@ def define_config_flag(
     Call at module level of an experiment file (like `config_flags.DEFINE_config_dict`). A
     `--config.some.key=value` that names no key prints the valid keys and exits with status 2.
     """
+    allow_size_pairs(config)
     config.lock()
     try:
         return config_flags.DEFINE_config_dict(name, config, help_string, flag_values=flag_values)
@@ -121,15 +149,30 @@ def validate_config(
     for key in ("eval_every", "checkpoint_every", "num_eval_images"):
         if int(config[key]) < 0:
             raise ConfigError(f"config.{key} must be >= 0, got {config[key]!r}")
+    accum = config.grad_accum_steps
+    if not isinstance(accum, int) or accum < 1:
+        raise ConfigError(f"config.grad_accum_steps must be an int >= 1, got {accum!r}")
+    if config.num_train_steps % accum:
+        raise ConfigError(
+            f"config.num_train_steps={config.num_train_steps} is not a multiple of "
+            f"config.grad_accum_steps={accum} (train steps per update); use e.g. "
+            f"--config.num_train_steps={config.num_train_steps - config.num_train_steps % accum}"
+        )
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise ConfigError(
+            f"config.ema_decay={config.ema_decay} must be in [0, 1) (0: no average; "
+            "typical: 0.999 to 0.9999)"
+        )
+    num_updates = config.num_train_steps // accum
     opt = config.optimizer
     if opt.name not in OPTIMIZERS:
         raise ConfigError(f"config.optimizer.name={opt.name!r}; choose one of {OPTIMIZERS}")
     if opt.schedule not in SCHEDULES:
         raise ConfigError(f"config.optimizer.schedule={opt.schedule!r}; choose one of {SCHEDULES}")
-    if not 0 <= opt.warmup_steps < config.num_train_steps:
+    if not 0 <= opt.warmup_steps < num_updates:
         raise ConfigError(
-            f"config.optimizer.warmup_steps={opt.warmup_steps} must be in "
-            f"[0, num_train_steps={config.num_train_steps})"
+            f"config.optimizer.warmup_steps={opt.warmup_steps} must be in [0, {num_updates}) "
+            f"(the updates: num_train_steps / grad_accum_steps)"
         )
     if opt.schedule == "step" and opt.decay_every <= 0:
         raise ConfigError("config.optimizer.decay_every must be positive for the step schedule")
@@ -140,19 +183,39 @@ def validate_config(
             raise ConfigError(f"config.optimizer.lr_multipliers: {e}") from None
 
 
+# errno values that mean "the run failed" (status 1) rather than "bad input" (status 2).
+_RUN_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+
+
 def handle_errors(main: Callable[..., Any]) -> Callable[..., Any]:
     """Wraps an experiment's `main(argv)`: a `TrainingError` prints its message and exits.
 
     Use as `app.run(train.handle_errors(main))`: configuration problems, an incompatible
     workdir, a NaN loss or a preemption end with one clear line (and the error's exit status)
-    rather than a stack trace.
+    rather than a stack trace; so do a full disk (status 1) and a folder without write
+    permission (status 2) wherever they are met. `JAXSEG_DEBUG=1` adds the traceback.
     """
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
             return main(*args, **kwargs)
         except TrainingError as e:
+            if debug.debug_enabled():
+                traceback.print_exception(e, file=sys.stderr)
             print(f"\n{type(e).__name__}: {e}", file=sys.stderr, flush=True)
             raise SystemExit(e.exit_code) from None
+        except Exception as e:
+            # A full disk or a folder without permission, met outside the checkpoints (logs,
+            # figures, the data folder): a few lines, not a stack trace; other errors are bugs.
+            problem = debug.system_problem(e, "the run stopped")
+            if problem is None:
+                raise
+            code = 1 if debug.system_errno(e) in _RUN_FAILURES else 2
+            debug.print_failure(
+                f"\n{problem}. Nothing was deleted; once fixed, rerun the same command to "
+                "resume from the newest complete checkpoint.",
+                e,
+            )
+            raise SystemExit(code) from None
 
     return wrapped

@@ -24,6 +24,18 @@ class CheckpointError(TrainingError):
     """A checkpoint is missing, incomplete or unreadable."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (full disk, permissions); older ones are intact.
+
+    Status 1 for a full disk or an I/O error (the run failed), 2 for a folder that cannot be
+    written (a bad --workdir), as for the same problems met elsewhere in a run.
+    """
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class CheckpointMismatchError(CheckpointError):
     """The workdir holds checkpoints of a different model; nothing was overwritten."""
 

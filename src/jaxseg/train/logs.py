@@ -5,6 +5,7 @@ and the terminal progress bar. Only process 0 writes; on other processes everyth
     <workdir>/metrics.jsonl                    {"step": 100, "train/loss": 0.53, ...} per line
     <workdir>/tensorboard/events.out.tfevents.*
     <workdir>/predictions/step_<N>/<i>.png     image | ground truth | prediction
+    <workdir>/predictions/step_<N>/confusion_matrix.png, class_iou.png   (training evaluations)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -22,7 +23,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from jaxseg import viz
+from jaxseg import figures, viz
 from jaxseg.labels import IGNORE_LABEL
 from jaxseg.train.summary import SummaryWriter
 
@@ -146,14 +147,19 @@ def make_render(
     mean: tuple[float, float, float] | None = None,
     std: tuple[float, float, float] | None = None,
     ignore_label: int = IGNORE_LABEL,
+    class_names: Sequence[str] | None = None,
 ) -> Render:
-    """`render(image [H, W, 3] float, label [H, W], pred [H, W]) -> uint8 [H, 3W + gaps, 3]`.
+    """`render(image [H, W, 3] float, label [H, W], pred [H, W]) -> uint8 [h, w, 3]` figure.
+
+    With `class_names`: titled panels enlarged to a readable size with a legend of the classes
+    present (`jaxseg.figures.titled_panels`); without: the bare strip `image | truth | pred`.
 
     Args:
       palette: class colours `[N, 3]` (default: the VOC colour map, distinct for 256 indices).
       mean, std: the input normalisation to undo (`image * std + mean`, 0-255 scale); without
         them each image is stretched to its own min..max.
       ignore_label: drawn in viz's ignore colour.
+      class_names: names of the palette's classes, for the legend.
     """
     palette = viz.voc_palette(256) if palette is None else np.asarray(palette)
 
@@ -165,6 +171,10 @@ def make_render(
             low, high = float(image.min()), float(image.max())
             image = (image - low) * (255.0 / max(high - low, 1e-6))
         image = np.clip(np.round(image), 0, 255).astype(np.uint8)
+        if class_names is not None:
+            return figures.titled_panels(
+                image, label, prediction, palette, class_names, ignore_label=ignore_label
+            )
         return viz.side_by_side(image, label, prediction, palette, ignore_label=ignore_label)
 
     return render

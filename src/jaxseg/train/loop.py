@@ -20,7 +20,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from jaxseg import metrics
+from jaxseg import figures, metrics
 from jaxseg.train import steps as steps_lib
 from jaxseg.train.checkpoint import Checkpoints, model_signature
 from jaxseg.train.config import validate_config
@@ -33,7 +33,7 @@ from jaxseg.train.logs import (
     make_render,
     write_config,
 )
-from jaxseg.train.optim import make_schedule
+from jaxseg.train.optim import train_schedule
 from jaxseg.train.parallel import (
     jit_eval_step,
     jit_train_step,
@@ -167,6 +167,7 @@ def train_and_evaluate(
     predict_step: Callable | None = None,
     render: Render | None = None,
     mesh: Mesh | None = None,
+    palette: np.ndarray | None = None,
 ) -> TrainState:
     """Trains `state` for `config.num_train_steps`, resuming from `<workdir>/checkpoints`.
 
@@ -192,6 +193,10 @@ def train_and_evaluate(
       render: `(image, label, prediction) -> uint8 [H, W', 3]` figure (default
         `make_render()`).
       mesh: device mesh (default: all devices, `make_mesh()`).
+      palette: class colours `[C, 3]` of the per-class IoU chart (default: VOC's colour map).
+
+    Every evaluation also writes a row-normalised confusion matrix and a per-class IoU bar
+    chart (`predictions/step_<N>/{confusion_matrix,class_iou}.png` and TensorBoard).
 
     Returns:
       The final train state.
@@ -231,7 +236,7 @@ def train_and_evaluate(
     p_eval = jit_eval_step(eval_step, mesh) if eval_step is not None else None
     p_predict = jit_eval_step(predict_step or steps_lib.predict_step, mesh)
     render = render or make_render()
-    schedule = make_schedule(config.optimizer, total_steps)
+    schedule = train_schedule(config)
     # Created by a jitted function so that every process holds the same replicated key.
     rng = jax.jit(
         lambda: jax.random.fold_in(jax.random.key(config.seed), 1), out_shardings=replicated(mesh)
@@ -256,6 +261,7 @@ def train_and_evaluate(
         scalars = eval_scalars(summary)
         scalars["eval/seconds"] = time.perf_counter() - started
         logger.scalars(step, scalars)
+        logger.images(step, figures.score_figures(summary, palette))
         logger.print(f"\nEvaluation at step {step}:\n{metrics.format_table(summary)}")
         return summary
 

@@ -8,6 +8,10 @@ The recipes this covers (see docs/recipes.md):
 Weight decay is L2 on kernels only (never biases or BatchNorm scale/offset). For SGD and Adam it
 is added to the gradient before momentum, like Caffe's `weight_decay` and TF's L2 regularisers
 that the reference numbers were trained with; for AdamW it is decoupled (Loshchilov & Hutter).
+
+`make_train_optimizer(config)` adds the run-level options for one-GPU users: gradient
+accumulation (`config.grad_accum_steps`, `optax.MultiSteps`) and an exponential moving average of
+the weights (`config.ema_decay`, kept in the optimizer state, so it is checkpointed with it).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -234,3 +239,92 @@ def make_optimizer(config: OptimizerConfig, total_steps: int) -> optax.GradientT
     if multipliers:
         parts.append(scale_by_lr_multipliers(multipliers))
     return optax.chain(*parts)
+
+
+class ParamsEmaState(NamedTuple):
+    """EMA of the parameters; `count` = updates averaged so far (0: `ema` not yet set)."""
+
+    count: jax.Array  # int32 scalar
+    ema: PyTree
+
+
+def params_ema(decay: float) -> optax.GradientTransformation:
+    """Tracks `ema <- decay * ema + (1 - decay) * new_params` (updates pass through unchanged).
+
+    Put last in the chain, so `params + updates` are the parameters after the step. The first
+    update starts the average from the parameters it is given (`ema_0 = params_0`), not from
+    those at `init`: parameters replaced after the optimizer was initialised (ImageNet weights
+    loaded into a fresh state) are averaged from the loaded values. Under `optax.MultiSteps`
+    it runs once per applied update. Averaging is `optax.incremental_update`.
+    """
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"ema decay must be in [0, 1), got {decay}")
+
+    def init_fn(params: PyTree) -> ParamsEmaState:
+        return ParamsEmaState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params))
+
+    def update_fn(updates: PyTree, state: ParamsEmaState, params: PyTree | None = None):
+        if params is None:
+            raise ValueError("params_ema needs the params: call tx.update(grads, state, params)")
+        previous = jax.tree.map(lambda e, p: jnp.where(state.count > 0, e, p), state.ema, params)
+        new_params = optax.apply_updates(params, updates)
+        ema = optax.incremental_update(new_params, previous, step_size=1.0 - decay)
+        return updates, ParamsEmaState(state.count + 1, ema)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def ema_params(opt_state: PyTree, params: PyTree) -> PyTree:
+    """The EMA of the weights held in `opt_state` (`params_ema`), else `params`.
+
+    Before the first update (and without EMA) this is `params`.
+    """
+    found = [
+        leaf
+        for leaf in jax.tree_util.tree_leaves(
+            opt_state, is_leaf=lambda x: isinstance(x, ParamsEmaState)
+        )
+        if isinstance(leaf, ParamsEmaState)
+    ]
+    if not found:
+        return params
+    (state,) = found
+    return jax.tree.map(lambda e, p: jnp.where(state.count > 0, e, p), state.ema, params)
+
+
+def _run_options(config: ml_collections.ConfigDict) -> tuple[int, float]:
+    return int(config.get("grad_accum_steps", 1)), float(config.get("ema_decay", 0.0))
+
+
+def train_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+    """The learning rate as a function of the *train step* (what `train/lr` logs).
+
+    With `grad_accum_steps = k` the optimizer updates every k steps and its schedule runs over
+    `num_train_steps / k` updates: step s uses the rate of update `s // k`.
+    """
+    k, _ = _run_options(config)
+    schedule = make_schedule(config.optimizer, int(config.num_train_steps) // k)
+    if k == 1:
+        return schedule
+    return lambda step: schedule(step // k)
+
+
+def make_train_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """The run's optimizer from the whole config: `optimizer`, `grad_accum_steps`, `ema_decay`.
+
+    - `grad_accum_steps = k > 1`: `optax.MultiSteps` averages the gradients of k consecutive
+      train steps (micro-batches of `batch_size`) and applies one update, the same update as
+      one step on the k-times larger batch (up to BatchNorm statistics, which see micro-batches,
+      and to micro-batches with different numbers of valid pixels, each weighted equally).
+      `num_train_steps`, `log_every`, `eval_every` and `checkpoint_every` count train steps;
+      the schedule (and `optimizer.warmup_steps`, `decay_every`) counts updates.
+    - `ema_decay = d > 0`: `params_ema(d)` after the update; evaluation and prediction images
+      use the average (`ema_params`), and checkpoints hold it in `opt_state`.
+    """
+    k, decay = _run_options(config)
+    tx = make_optimizer(config.optimizer, int(config.num_train_steps) // k)
+    if decay > 0:
+        tx = optax.chain(tx, params_ema(decay))
+    if k > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=k).gradient_transformation()
+    return tx

@@ -24,6 +24,7 @@ from jaxseg import losses, metrics
 from jaxseg.inference import predict_logits
 from jaxseg.labels import IGNORE_LABEL
 from jaxseg.ops import center_crop
+from jaxseg.train.optim import ema_params
 from jaxseg.train.state import TrainState
 
 Batch = Mapping[str, jax.Array]
@@ -31,8 +32,11 @@ LossFn = Callable[..., jax.Array]
 ApplyFn = Callable[..., jax.Array]  # a module's apply: (variables, images, train=...) -> logits
 
 
-def _variables(state: TrainState) -> dict:
-    return {"params": state.params, "batch_stats": state.batch_stats}
+def eval_variables(state: TrainState) -> dict:
+    """What evaluation and prediction apply: `{"params", "batch_stats"}`, with the moving
+    average of the weights as params when the optimizer keeps one (`config.ema_decay`)."""
+    params = ema_params(state.opt_state, state.params)
+    return {"params": params, "batch_stats": state.batch_stats}
 
 
 def _masked_labels(batch: Batch, ignore_label: int) -> jax.Array:
@@ -143,7 +147,7 @@ def eval_step(
     labels = batch["label"]
     logits = predict_logits(
         apply_fn or state.apply_fn,
-        _variables(state),
+        eval_variables(state),
         batch["image"],
         labels.shape[1:3],
         align_corners=align_corners,
@@ -170,7 +174,7 @@ def predict_step(
     size = batch["label"].shape[1:3] if "label" in batch else batch["image"].shape[1:3]
     logits = predict_logits(
         apply_fn or state.apply_fn,
-        _variables(state),
+        eval_variables(state),
         batch["image"],
         size,
         align_corners=align_corners,

@@ -1,0 +1,3 @@
+"""jaxseg: semantic segmentation in JAX/Flax, from FCN to DeepLab v3+."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,28 @@
+"""Data for jaxseg: TFDS builders, dataset metadata, tf.data transforms and pipelines.
+
+Importing this package hides accelerators from TensorFlow (it only feeds data) and registers
+the ``voc_segmentation`` (configs ``2012``, ``2012_aug``) and ``camvid`` TFDS builders.
+"""
+
+from jaxseg.data.tf_setup import hide_accelerators_from_tf
+
+hide_accelerators_from_tf()
+
+from jaxseg.data import camvid, voc  # noqa: E402  (registers the TFDS builders)
+from jaxseg.data.datasets import DATASETS, DatasetInfo, get_dataset_info  # noqa: E402
+from jaxseg.data.errors import DataError, DatasetNotFoundError  # noqa: E402
+from jaxseg.data.pipeline import eval_stream, train_stream  # noqa: E402
+from jaxseg.data.sharding import to_global  # noqa: E402
+
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "DatasetInfo",
+    "DatasetNotFoundError",
+    "camvid",
+    "eval_stream",
+    "get_dataset_info",
+    "to_global",
+    "train_stream",
+    "voc",
+]

@@ -1,0 +1,129 @@
+"""Caffe zoo loaders: release packaging, preprocessing defaults and errors (no OpenCV)."""
+
+from __future__ import annotations
+
+import zipfile
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxseg.ops.pooling import avg_pool2d_count_pad, ceil_mode_pads
+from jaxseg.weights import caffe_models as convert
+from jaxseg.zoo import caffe_models as zoo
+from jaxseg.zoo.registry import ENTRIES
+
+
+def _small_deeplab_v2_vgg(caffe_proto, classes=3, fc=4):
+    """Random Caffe-layout blobs of a DeepLab v2 VGG16 ASPP-L with `fc` channels."""
+    p = caffe_proto.Prototxt((1, 3, 40, 40), seed=1)
+    widths = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+    x = "data"
+    for b, block in enumerate(widths, start=1):
+        for i, width in enumerate(block, start=1):
+            x = p.conv(f"conv{b}_{i}", x, width, 3, pad=1)
+    pool5 = x
+    for i in range(1, 5):
+        y = p.conv(f"fc6_{i}", pool5, fc, 3)
+        y = p.conv(f"fc7_{i}", y, fc, 1)
+        p.conv(f"fc8_voc12_{i}", y, classes, 1)
+    return p.blobs
+
+
+def test_entries_and_published_numbers():
+    published = {
+        "fcn32s_heavy_pascal": 63.6,
+        "fcn16s_heavy_pascal": 65.0,
+        "fcn8s_heavy_pascal": 65.5,
+        "deeplab_largefov_voc12": 62.25,
+        "deeplabv2_resnet101_voc12": 76.35,
+        "segnet_basic_camvid": 46.3,
+    }
+    for name, value in published.items():
+        assert ENTRIES[name].published[0].value == value
+    assert ENTRIES["deeplab_largefov_voc12"].published[1].value == 67.64
+    assert ENTRIES["deeplabv2_resnet101_voc12"].published[1].value == 77.69
+    for name in ("segnet_driving_webdemo", "deeplabv2_vgg16_voc12", "vgg16_ilsvrc"):
+        assert name in ENTRIES
+    assert ENTRIES["segnet_driving_webdemo"].num_classes == 12
+    assert ENTRIES["segnet_basic_camvid"].num_classes == 11
+    for entry in ENTRIES.values():
+        assert entry.urls and all(u.startswith("http") for u in entry.urls)
+
+
+def test_deeplab_v2_zip_release_and_defaults(tmp_path, caffe_proto):
+    blobs = _small_deeplab_v2_vgg(caffe_proto)
+    model_file = tmp_path / "train2_iter_20000.caffemodel"
+    caffe_proto.write_caffemodel(model_file, blobs)
+    release = tmp_path / "prototxt_and_model.zip"
+    with zipfile.ZipFile(release, "w") as archive:
+        archive.write(model_file, "prototxt_and_model/train2_iter_20000.caffemodel")
+        archive.writestr("prototxt_and_model/init.caffemodel", b"not this one")
+        archive.writestr("prototxt_and_model/test.prototxt", 'name: "deeplab"\n')
+    model_file.unlink()
+
+    seg = zoo.build_deeplab_v2_vgg16(release, num_classes=3, fc_features=4)
+    extracted = tmp_path / "prototxt_and_model" / "train2_iter_20000.caffemodel"
+    assert extracted.is_file() and not list(tmp_path.glob("**/*.part"))
+    kernel = seg.variables["params"]["branch2"]["fc7"]["kernel"]
+    weights = dict((n, a) for n, _, a in blobs)["fc7_2"][0]
+    np.testing.assert_array_equal(kernel, weights.transpose(2, 3, 1, 0))
+    # The official evaluation canvas: 513 x 513 padded with the mean pixel (RGB order).
+    assert seg.crop_size == (513, 513)
+    np.testing.assert_allclose(seg.pad_pixel, (122.675, 116.669, 104.008))
+    normalized = np.asarray(seg.normalize(jnp.array([[[[10.0, 20.0, 30.0]]]])))
+    np.testing.assert_allclose(normalized.ravel(), [30 - 104.008, 20 - 116.669, 10 - 122.675])
+    assert zoo.build_deeplab_v2_vgg16(release, crop_size=65, num_classes=3, fc_features=4)\
+        .crop_size == (65, 65)  # fmt: skip
+
+    empty = tmp_path / "other.zip"
+    with zipfile.ZipFile(empty, "w") as archive:
+        archive.writestr("init.caffemodel", b"")
+    with pytest.raises(FileNotFoundError, match="other.zip has no train2_iter_20000"):
+        zoo.build_deeplab_v2_vgg16(empty, num_classes=3, fc_features=4)
+
+
+def test_wrong_release_is_named(tmp_path, caffe_proto):
+    blobs = _small_deeplab_v2_vgg(caffe_proto)
+    path = tmp_path / "vgg_aspp.caffemodel"
+    caffe_proto.write_caffemodel(path, blobs)
+    with pytest.raises(ValueError, match="vgg_aspp.caffemodel does not match.*fc8_voc12/0"):
+        zoo.build_deeplab_v1(path, num_classes=3, fc_features=4)
+    with pytest.raises(ValueError, match="output stride 8"):
+        zoo.build_deeplab_v2_vgg16(path, output_stride=16)
+    # Wrong width: caught by the shape check against the model itself.
+    with pytest.raises(ValueError, match="shapes do not match"):
+        zoo.build_deeplab_v2_vgg16(path, num_classes=3, fc_features=8)
+
+
+def test_scale_copies_must_be_equal():
+    a = np.ones((2, 3), np.float32)
+    arrays = {"conv1/0": a, "conv1_res075/0": a.copy(), "conv1_res05/0": a.copy()}
+    kept = convert.drop_scale_copies(arrays, zoo.MSC_SUFFIXES, "f")
+    assert list(kept) == ["conv1/0"]
+    arrays["conv1_res05/0"] = a * 2
+    with pytest.raises(ValueError, match="conv1_res05/0 should be a copy of conv1/0"):
+        convert.drop_scale_copies(arrays, zoo.MSC_SUFFIXES, "f")
+
+
+@pytest.mark.parametrize(
+    "size, window, stride, pad, out",
+    # Caffe: ceil((size + 2 pad - window) / stride) + 1, minus one if the last window starts
+    # in the padding. 513 -> 257 -> 129 -> 65 is DeepLab's evaluation canvas.
+    [(64, 3, 2, 1, 33), (513, 3, 2, 1, 257), (257, 3, 2, 1, 129), (45, 2, 2, 0, 23),
+     (64, 3, 1, 1, 64), (4, 3, 2, 1, 3), (3, 2, 2, 1, 2)],
+)  # fmt: skip
+def test_ceil_mode_pads(size, window, stride, pad, out):
+    before, after = ceil_mode_pads(size, window, stride, pad)
+    assert before == pad
+    assert (size + before + after - window) // stride + 1 == out
+
+
+def test_avg_pool_counts_padding():
+    x = np.arange(2 * 3 * 4 * 2, dtype=np.float32).reshape(2, 3, 4, 2)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    want = np.zeros_like(x)
+    for i in range(3):
+        for j in range(4):
+            want[:, i, j] = padded[:, i : i + 3, j : j + 3].sum(axis=(1, 2)) / 9
+    np.testing.assert_allclose(avg_pool2d_count_pad(jnp.asarray(x), 3, 1, 1), want, rtol=1e-6)
