@@ -62,11 +62,9 @@ def test_folder_sets_num_classes_and_refuses_a_conflicting_one(tmp_path, colour_
         f"--config.dataset=folder:{colour_folder}",
         f"--config.data_dir={tmp_path / 'tfds'}",
     ]
-    config, *_ = experiment.parse_command_line(argv, module.get_config, module.demo_config)
+    config = experiment.parse_command_line(argv, module.EXPERIMENT).config
     assert config.num_classes == 4
     with pytest.raises(SystemExit) as stop:
-        experiment.parse_command_line(
-            [*argv, "--config.num_classes=21"], module.get_config, module.demo_config
-        )
+        experiment.parse_command_line([*argv, "--config.num_classes=21"], module.EXPERIMENT)
     assert stop.value.code == 2
     assert "num_classes=21 but" in capsys.readouterr().err

@@ -21,8 +21,11 @@ def _ones(x):
         (lambda img: inference.sliding_window_logits(_ones, img, 16, 20), "stride must be"),
         (lambda img: inference.sliding_window_logits(_ones, img, 16, (8, 17)), "stride must be"),
         (lambda img: inference.sliding_window_logits(_ones, img, 16, batch_size=0), "batch_size"),
-        (lambda img: inference.predict_logits(_ones, img[None], bucket=-5), "bucket must be"),
-        (lambda img: inference.predict_logits(_ones, img[None], bucket=(32, 0)), "bucket must be"),
+        (lambda img: inference.whole_image_logits(_ones, img[None], bucket=-5), "bucket must be"),
+        (
+            lambda img: inference.whole_image_logits(_ones, img[None], bucket=(32, 0)),
+            "bucket must be",
+        ),
         (
             lambda img: inference.multiscale_flip_logits(
                 _ones, img, (1.0,), sliding_window=(16, 32)
