@@ -24,7 +24,7 @@ def check_inputs(model: nn.Module, images: jax.Array, output_strides: tuple[int,
     check_output_stride(model.output_stride, output_strides, who)
 
 
-def backbone(model: nn.Module, multi_grid: Sequence[int] | None = None) -> nn.Module:
+def backbone_module(model: nn.Module, multi_grid: Sequence[int] | None = None) -> nn.Module:
     """The model's backbone as its submodule "backbone"; called on `[B, H, W, 3]` images it
     returns the backbone's feature dict (`out`, `stride4`, ...).
 

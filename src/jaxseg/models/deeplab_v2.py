@@ -16,8 +16,7 @@ from jaxseg.models._common import (
     scaled_rates,
     to_float32_logits,
 )
-from jaxseg.models.deeplab_encoder import backbone as deeplab_backbone
-from jaxseg.models.deeplab_encoder import check_inputs
+from jaxseg.models.deeplab_encoder import backbone_module, check_inputs
 from jaxseg.models.deeplab_v1 import caffe_zoom
 from jaxseg.nn import ASPPL, BatchNorm, Conv2D, ConvFactory
 from jaxseg.nn.conv_bn import NormFactory
@@ -72,7 +71,7 @@ class DeepLabV2(nn.Module):
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         check_inputs(self, images, (8, 16))
         rates = self.atrous_rates or scaled_rates((6, 12, 18, 24), 8, self.output_stride)
-        backbone = deeplab_backbone(self)
+        backbone = backbone_module(self)
         aspp = ASPPL(
             self.num_classes,
             atrous_rates=tuple(rates),

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.models._common import BackboneLike, scaled_rates, to_float32_logits
-from jaxseg.models.deeplab_encoder import aspp, backbone, check_inputs, classify
+from jaxseg.models.deeplab_encoder import aspp, backbone_module, check_inputs, classify
 from jaxseg.nn import BatchNorm, Conv2D, ConvFactory
 from jaxseg.nn.conv_bn import NormFactory
 from jaxseg.ops import resize_bilinear
@@ -69,7 +69,7 @@ class DeepLabV3(nn.Module):
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         check_inputs(self, images, (8, 16, 32))
-        features = backbone(self, self.multi_grid)(images, train)
+        features = backbone_module(self, self.multi_grid)(images, train)
         rates = self.atrous_rates
         if rates is None:
             rates = scaled_rates((6, 12, 18), 16, self.output_stride)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.models._common import BackboneLike, scaled_rates, to_float32_logits
-from jaxseg.models.deeplab_encoder import aspp, backbone, check_inputs, classify
+from jaxseg.models.deeplab_encoder import aspp, backbone_module, check_inputs, classify
 from jaxseg.nn import BatchNorm, Conv2D, ConvFactory, DeepLabV3PlusDecoder
 from jaxseg.nn.conv_bn import NormFactory
 from jaxseg.ops import resize_bilinear
@@ -20,8 +20,8 @@ class DeepLabV3Plus(nn.Module):
     """v3 encoder (backbone + ASPP) -> decoder with the backbone's `stride4` map -> classes.
 
     Decoder: upsample the ASPP output to stride 4, concatenate the 48-channel projection of
-    `stride4`, two 3x3 convs of 256 (depthwise-separable unless `separable=False`), 1x1 to classes,
-    bilinear upsampling to the input size. 59.3M parameters with ResNet-101,
+    `stride4`, two 3x3 convs of 256 (depthwise-separable unless `separable=False`), 1x1 to
+    classes, bilinear upsampling to the input size. 59.3M parameters with ResNet-101,
     `separable=False` and 21 classes.
 
     `__call__(images [B, H, W, 3], train)` -> float32 logits `[B, H, W, num_classes]`,
@@ -72,7 +72,7 @@ class DeepLabV3Plus(nn.Module):
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         check_inputs(self, images, (8, 16, 32))
-        features = backbone(self, self.multi_grid)(images, train)
+        features = backbone_module(self, self.multi_grid)(images, train)
         rates = self.atrous_rates
         if rates is None:
             rates = scaled_rates((6, 12, 18), 16, self.output_stride)
