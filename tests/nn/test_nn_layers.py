@@ -1,5 +1,7 @@
 """conv_layers: each form builds the same parameters and computes the reference's values."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,3 +54,22 @@ def test_cpu_form_rewrites_convs_and_transposed_convs():
 def test_unknown_form_names_the_value_and_choices():
     with pytest.raises(ValueError, match="'gpu'.*cpu.*reference"):
         conv_layers("gpu")
+
+
+def test_fcn_with_cpu_forms_has_the_reference_values_and_gradients():
+    # 1x1 score convs as GEMMs and the learned 2x upsampling by output phase.
+    images = np.random.default_rng(2).normal(size=(1, 32, 32, 3)).astype(np.float32)
+    small = dict(num_classes=3, fc_features=8, zero_init_scores=False)
+    layers = conv_layers("cpu")
+    reference = FCN16s(**small)
+    cpu = FCN16s(**small, conv=layers.conv, conv_transpose=layers.conv_transpose)
+    variables = reference.init(jax.random.key(0), images)
+
+    def loss(model, params):
+        return jnp.sum(model.apply({"params": params}, images) ** 2)
+
+    want, want_grads = jax.value_and_grad(functools.partial(loss, reference))(variables["params"])
+    got, got_grads = jax.value_and_grad(functools.partial(loss, cpu))(variables["params"])
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    for g, w in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-3 * float(np.abs(w).max()))
