@@ -30,12 +30,18 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--num-classes", type=int, default=21)
     p.add_argument(
+        "--layers",
+        default="reference",
+        choices=["reference", "space_to_batch", "cpu"],
+        help="conv forms the model is built with (jaxseg.nn.conv_layers)",
+    )
+    p.add_argument(
         "--model-arg",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="extra constructor argument, VALUE a Python literal (repeatable), e.g. "
-        "--model-arg conv_impl='\"space_to_batch\"'",
+        "--model-arg separable=False",
     )
 
 
@@ -47,10 +53,15 @@ def _literal(text: str):
 
 
 def model_kwargs(args, dtype: str) -> dict:
+    from jaxseg.nn import conv_layers  # noqa: PLC0415
+
+    layers = conv_layers(args.layers)
     kwargs = {
         "num_classes": args.num_classes,
         "backbone": args.backbone,
         "output_stride": args.output_stride,
+        "conv": layers.conv,
+        "conv_transpose": layers.conv_transpose,
         "dtype": DTYPES[dtype],
     }
     if args.atrous_rates:
@@ -88,6 +99,7 @@ def model_label(args) -> str:
         parts.append(f"OS{args.output_stride}")
     if args.atrous_rates and "atrous_rates" in fields:
         parts.append("rates " + "/".join(map(str, args.atrous_rates)))
+    parts.append(f"layers={args.layers}")
     parts += args.model_arg
     return " ".join(parts)
 

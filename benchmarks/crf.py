@@ -97,6 +97,12 @@ def main() -> None:
     parser.add_argument("--images", nargs="+", default=["astronaut", "coffee", "chelsea"])
     parser.add_argument("--breakdown", action="store_true", help="time 1 vs N iterations")
     parser.add_argument(
+        "--stencil-form",
+        choices=["reference", "cpu"],
+        default="cpu",
+        help="dense_crf's stencil_form (cpu: the stencil as its own kernel, faster on CPU)",
+    )
+    parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
         default="deeplab-v2-resnet",
@@ -105,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.lower().split("x"))
     params = dataclasses.replace(PRESETS[args.preset], num_iterations=args.iterations)
-    kwargs = dataclasses.asdict(params)
+    kwargs = {**dataclasses.asdict(params), "stencil_form": args.stencil_form}
     try:
         import pydensecrf.densecrf  # noqa: F401
 
@@ -121,6 +127,7 @@ def main() -> None:
         is_stencil = isinstance(smoothness, Stencil)
         form = f"stencil of {len(smoothness.offsets)} offsets" if is_stencil else "lattice"
         print(f"smoothness kernel (theta_gamma={params.theta_gamma}): {form}")
+        print(f"stencil_form: {args.stencil_form}")
     rows = []
     for name in args.images:
         image = synthetic.photo(name, height, width)

@@ -6,12 +6,14 @@
 
 Sections:
 - atrous: 3x3 atrous conv, dense (C -> O) and depthwise (C groups), at each rate, and a 1x1
-  conv ("pointwise"), for every `impl` of `jaxseg.ops.atrous_conv2d`; "vs r1" is the time over
+  conv ("pointwise"), for every `impl` of `jaxseg.ops.atrous_conv2d` and for "cpu",
+  `jaxseg.ops.cpu.atrous_conv2d` (tap and region forms); "vs r1" is the time over
   the undilated conv of the same shape and impl (the issue's target: <= 1.3x). The forward
   pass's compiled HLO is grepped for weight-gradient convolutions (cuDNN's
   `convBackwardFilter`), XLA GPU's slow path for dilated convs. Dense dilated convs also run
-  as one GEMM over the padded im2col (what "taps" did before its per-region GEMMs).
-- transpose: `conv_transpose2d`'s impls ("xla": `lax.conv_transpose`; "phase": each of the s*s
+  as one GEMM over the padded im2col (what the CPU form did before its per-region GEMMs).
+- transpose: `conv_transpose2d` ("xla": `lax.conv_transpose`) and its CPU form
+  `jaxseg.ops.cpu.conv_transpose2d` ("phase": each of the s*s
   output phases a small undilated conv, all in one conv + depth-to-space) against a conv over
   the zero-dilated input, a 1x1 conv + depth_to_space (k2 s2) and, for the fixed bilinear
   kernel, a depthwise form.
@@ -40,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as common  # noqa: E402
 
 from jaxseg import ops  # noqa: E402
+from jaxseg.ops import cpu as cpu_ops  # noqa: E402
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 HEADER = [
@@ -111,7 +114,10 @@ def _atrous_variants(groups: int, rate: int, impls):
     """(label, fn(x, kernel)) for each `impl` of `jaxseg.ops.atrous_conv2d`, and for a dense
     dilated conv the one-GEMM padded im2col."""
     conv = functools.partial(ops.atrous_conv2d, rate=rate, feature_group_count=groups)
-    variants = [(impl, functools.partial(conv, impl=impl)) for impl in impls]
+    cpu_conv = functools.partial(cpu_ops.atrous_conv2d, rate=rate, feature_group_count=groups)
+    variants = [
+        (impl, cpu_conv if impl == "cpu" else functools.partial(conv, impl=impl)) for impl in impls
+    ]
     if groups == 1 and rate > 1:
         variants.append(("alt: one padded im2col GEMM", functools.partial(im2col_conv, rate=rate)))
     return variants
@@ -237,11 +243,8 @@ def _bench_variants(section, op_name, shape, variants, call_args, args, rows, di
 
 def _transpose_impls():
     return [
-        (
-            f"conv_transpose2d impl={impl}",
-            lambda x, k, impl=impl: ops.conv_transpose2d(x, k, 2, impl=impl),
-        )
-        for impl in ("xla", "phase")
+        ("conv_transpose2d impl=xla", lambda x, k: ops.conv_transpose2d(x, k, 2)),
+        ("conv_transpose2d impl=phase (ops.cpu)", lambda x, k: cpu_ops.conv_transpose2d(x, k, 2)),
     ]
 
 
@@ -438,7 +441,12 @@ def parse_args(argv=None):
     p.add_argument("--out-channels", type=int, default=None, help="dense; default = --channels")
     p.add_argument("--dw-channels", type=int, default=728, help="depthwise channels (Xception)")
     p.add_argument("--rates", type=int, nargs="+", default=[1, 2, 4, 6, 12, 18, 24, 36])
-    p.add_argument("--impls", nargs="+", default=["xla", "space_to_batch", "taps"])
+    p.add_argument(
+        "--impls",
+        nargs="+",
+        default=["xla", "space_to_batch", "cpu"],
+        help="atrous_conv2d impls, and 'cpu' for jaxseg.ops.cpu.atrous_conv2d",
+    )
     p.add_argument(
         "--atrous-kinds",
         nargs="+",

@@ -21,8 +21,8 @@ Ours is built in one or more configurations (--ours):
 - matched: as close to the peer's architecture as our constructor allows (see `PEER_NOTES`).
 - paper: the published configuration (DeepLab v3+: output stride 16, rates 6/12/18,
   multi-grid 1/2/4, two 3x3 decoder convs).
-each with the model's default `conv_impl` and/or others given by --conv-impl (e.g. 'auto',
-which picks `jaxseg.ops.atrous_conv2d`'s per-backend fast path).
+each with the conv forms given by --layers (`jaxseg.nn.conv_layers`: 'reference', the
+default, and/or 'cpu', the tap/region/phase convolutions of `jaxseg.ops.cpu`).
 """
 
 from __future__ import annotations
@@ -83,8 +83,10 @@ PEER_NOTES = {
 def ours_configs(args) -> list[tuple[str, argparse.Namespace]]:
     """argparse namespaces understood by `_step.build_model`, one per --ours entry."""
     configs = []
-    for name, conv_impl in itertools.product(args.ours, args.conv_impl):
-        ns = argparse.Namespace(num_classes=args.num_classes, model_arg=[], atrous_rates=None)
+    for name, layers in itertools.product(args.ours, args.layers):
+        ns = argparse.Namespace(
+            num_classes=args.num_classes, model_arg=[], atrous_rates=None, layers=layers
+        )
         if args.peer == "torchvision":
             ns.model, ns.backbone, ns.output_stride = "DeepLabV3", "resnet101", 8
             ns.atrous_rates = [12, 24, 36]
@@ -97,6 +99,9 @@ def ours_configs(args) -> list[tuple[str, argparse.Namespace]]:
                 ns.model_arg = ["multi_grid=(1, 1, 1)", "dropout_rate=0.0"]
             else:
                 ns.output_stride = 16
+                ns.model_arg = ["multi_grid=(1, 2, 4)"]
+            if ns.model == "DeepLabV3Plus":  # ResNet: plain 3x3 ASPP and decoder convs
+                ns.model_arg += ["separable=False"]
         if args.smoke:
             # A tiny ResNet (one block per stage, width 8) keeps CI fast on the same code path.
             from jaxseg.backbones import ResNet  # noqa: PLC0415
@@ -104,9 +109,7 @@ def ours_configs(args) -> list[tuple[str, argparse.Namespace]]:
             ns.backbone = functools.partial(ResNet, stage_sizes=(1, 1, 1, 1), base_width=8)
             ns.model_arg = ["multi_grid=(1,)", "aspp_features=8"]
             if ns.model == "DeepLabV3Plus":
-                ns.model_arg += ["decoder_features=8"]
-        if conv_impl != "default":
-            ns.model_arg += [f"conv_impl='{conv_impl}'"]
+                ns.model_arg += ["decoder_features=8", "separable=False"]
         configs.append((name, ns))
     return configs
 
@@ -282,10 +285,11 @@ def parse_args(argv=None):
     p.add_argument("--backbone", default="resnet50", help="ours, keras-hub peer")
     p.add_argument("--ours", nargs="+", default=["matched", "paper"], choices=["matched", "paper"])
     p.add_argument(
-        "--conv-impl",
+        "--layers",
         nargs="+",
-        default=["default"],
-        help="ours: 'default' (the model's own, 'auto') and/or conv_impls to pass (xla, taps)",
+        default=["reference"],
+        choices=["reference", "space_to_batch", "cpu"],
+        help="ours: conv forms to build with (jaxseg.nn.conv_layers), one run each",
     )
     p.add_argument("--resolution", type=int, default=256)
     p.add_argument("--batch", type=int, default=4)
@@ -299,7 +303,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.smoke:
         args.resolution, args.batch, args.rounds, args.iters, args.warmup = 32, 1, 1, 1, 0
-        args.ours, args.conv_impl = ["matched"], ["auto"]
+        args.ours, args.layers = ["matched"], ["cpu"]
     if args.dtype is None:
         args.dtype = "bfloat16" if args.peer == "torchvision" else "float32"
     return args

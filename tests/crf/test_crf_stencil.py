@@ -80,3 +80,31 @@ def test_narrow_kernels_use_the_stencil_wide_ones_the_lattice():
     assert isinstance(smoothness_filter(19, 26, 1.0), Stencil)
     assert len(smoothness_filter(19, 26, 1.0).offsets) == 41
     assert isinstance(smoothness_filter(19, 26, 3.0), NormalizedFilter)
+
+
+def test_cpu_stencil_form_is_chosen_explicitly_and_gives_the_same_values():
+    reference = smoothness_filter(19, 26, 1.0)
+    cpu = smoothness_filter(19, 26, 1.0, own_kernel=True)
+    assert not reference.own_kernel and cpu.own_kernel
+    values = np.random.default_rng(0).random((19 * 26, 3), np.float32)
+    np.testing.assert_allclose(cpu(values), reference(values), rtol=1e-6, atol=1e-7)
+    # The CPU form is a conditional XLA never fuses into its consumer; the reference is not.
+    prims = lambda f: {e.primitive.name for e in jax.make_jaxpr(f)(values).jaxpr.eqns}  # noqa: E731
+    assert "cond" in prims(cpu) and "cond" not in prims(reference)
+
+
+def test_dense_crf_stencil_forms_agree_and_unknown_form_is_named():
+    from jaxseg.crf import dense_crf
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(12, 15, 3)).astype(np.float32)
+    image = rng.integers(0, 256, (12, 15, 3), dtype=np.uint8)
+    kw = dict(w_bilateral=0.0, num_iterations=3)
+    np.testing.assert_allclose(
+        dense_crf(logits, image, stencil_form="cpu", **kw),
+        dense_crf(logits, image, **kw),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="stencil_form.*'gpu'"):
+        dense_crf(logits, image, stencil_form="gpu")

@@ -35,8 +35,12 @@ MODELS = {
     "deeplab_v3_os8": DeepLabV3(output_stride=8),
     "deeplab_v3_os16": DeepLabV3(),
     "deeplab_v3plus_xception": DeepLabV3Plus(),
-    "deeplab_v3plus_r101": DeepLabV3Plus(backbone="resnet101"),
-    "deeplab_v3plus_mobilenet_os8": DeepLabV3Plus(backbone="mobilenetv2", output_stride=8),
+    "deeplab_v3plus_r101": DeepLabV3Plus(
+        backbone="resnet101", separable=False, multi_grid=(1, 2, 4)
+    ),
+    "deeplab_v3plus_mobilenet_os8": DeepLabV3Plus(
+        backbone="mobilenetv2", separable=False, output_stride=8
+    ),
 }
 
 
@@ -79,7 +83,7 @@ PUBLISHED = [
     (UNet(num_classes=2), 31.0e6, 0.005),
     (DeepLabV1(num_classes=21), 20.5e6, 0.005),
     (DeepLabV3(num_classes=21), 58_040_661, 1e-9),
-    (DeepLabV3Plus(num_classes=21, backbone="resnet101"), 59.0e6, 0.01),
+    (DeepLabV3Plus(num_classes=21, backbone="resnet101", separable=False), 59.0e6, 0.01),
 ]
 
 

@@ -1,4 +1,5 @@
-"""atrous_conv2d(impl="taps") (CPU's "auto") equals the plain XLA convolution, gradients too."""
+"""jaxseg.ops.cpu.atrous_conv2d (the tap and region forms) equals the plain XLA convolution,
+gradients too; the reference atrous_conv2d is one XLA convolution on every backend."""
 
 import functools
 
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jaxseg.ops import atrous_conv2d
-from jaxseg.ops._tap_conv import REGION_MAX_LIVE_FRACTION, _region_stats
+from jaxseg.ops import atrous_conv2d, cpu
+from jaxseg.ops.cpu.taps import REGION_MAX_LIVE_FRACTION, _region_stats
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 DIMS = ("NHWC", "HWIO", "NHWC")
@@ -65,14 +66,14 @@ def test_taps_match_lax_conv(kernel_hw, rate, stride, padding, groups):
         )
 
     ours = functools.partial(
-        atrous_conv2d, rate=rate, stride=stride, padding=padding, feature_group_count=groups
+        cpu.atrous_conv2d, rate=rate, stride=stride, padding=padding, feature_group_count=groups
     )
     want = reference(x, k)
-    got = ours(x, k, impl="taps")
+    got = ours(x, k)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, **TOL)
     cot = _rand(want.shape, 2)
-    got_grads = jax.grad(lambda a, b: jnp.sum(ours(a, b, impl="taps") * cot), (0, 1))(x, k)
+    got_grads = jax.grad(lambda a, b: jnp.sum(ours(a, b) * cot), (0, 1))(x, k)
     want_grads = jax.grad(lambda a, b: jnp.sum(reference(a, b) * cot), (0, 1))(x, k)
     for g, w in zip(got_grads, want_grads, strict=True):
         np.testing.assert_allclose(g, w, **TOL)
@@ -80,7 +81,7 @@ def test_taps_match_lax_conv(kernel_hw, rate, stride, padding, groups):
 
 def test_taps_rewrites_only_where_measured_faster():
     def prims(x_shape, k_shape, **kw):
-        fn = lambda a, b: atrous_conv2d(a, b, impl="taps", **kw)
+        fn = lambda a, b: cpu.atrous_conv2d(a, b, **kw)
         return _primitives(fn, jnp.zeros(x_shape), jnp.zeros(k_shape))
 
     assert "conv_general_dilated" not in prims((1, 8, 8, 4), (1, 1, 4, 2))
@@ -95,14 +96,14 @@ def test_taps_rewrites_only_where_measured_faster():
     assert "conv_general_dilated" in prims((1, 8, 8, 4), (3, 3, 4, 2))
 
 
-def test_auto_is_taps_on_cpu_and_keeps_dtype():
+def test_reference_is_one_conv_everywhere_and_cpu_form_keeps_dtype():
     x = jnp.asarray(_rand((1, 8, 8, 4), 3), jnp.bfloat16)
     k = jnp.asarray(_rand((1, 1, 4, 2), 4))
-    prims = _primitives(lambda a, b: atrous_conv2d(a, b, impl="auto"), x, k)
-    assert ("conv_general_dilated" not in prims) == (jax.default_backend() == "cpu")
-    assert atrous_conv2d(x, k, impl="auto").dtype == jnp.bfloat16
+    assert "conv_general_dilated" in _primitives(lambda a, b: atrous_conv2d(a, b), x, k)
+    assert "conv_general_dilated" not in _primitives(lambda a, b: cpu.atrous_conv2d(a, b), x, k)
+    assert cpu.atrous_conv2d(x, k).dtype == jnp.bfloat16
     dw = jnp.asarray(_rand((3, 3, 1, 4), 5))
-    assert atrous_conv2d(x, dw, feature_group_count=4, impl="taps").dtype == jnp.bfloat16
+    assert cpu.atrous_conv2d(x, dw, feature_group_count=4).dtype == jnp.bfloat16
 
 
 def _numpy_live_fraction(x_hw, kernel_hw, rates, pads):
@@ -144,7 +145,7 @@ def test_mostly_padding_dilated_convs_go_by_region_and_match_lax_conv(x_hw, kern
         )
 
     def ours(a, b):
-        return atrous_conv2d(a, b, rate=rates, padding=pads, impl="taps")
+        return cpu.atrous_conv2d(a, b, rate=rates, padding=pads)
 
     want = reference(x, k)
     got = ours(x, k)
@@ -163,3 +164,20 @@ def test_live_fraction_of_deeplab_aspp_at_a_16x16_map():
     # The thinnest bands: 4 rows at rate 12, 4 (rows 6-9) at rate 6.
     assert _region_stats((4, 16, 16, 8), (3, 3, 8, 8), (12, 12), ((12, 12),) * 2) == (0.25, 4)
     assert _region_stats((4, 16, 16, 8), (3, 3, 8, 8), (6, 6), ((6, 6),) * 2) == (0.75**2, 4)
+
+
+@pytest.mark.parametrize("rate", [1, 2, 6])
+def test_cpu_form_matches_tf(rate):
+    import tensorflow as tf
+
+    x = _rand((2, 15, 14, 4), 20)
+    k = _rand((3, 3, 4, 5), 21)
+    want = tf.nn.atrous_conv2d(x, k, rate=rate, padding="SAME").numpy()
+    np.testing.assert_allclose(cpu.atrous_conv2d(x, k, rate=rate), want, **TOL)
+    dw = _rand((3, 3, 4, 1), 22)
+    want = tf.nn.depthwise_conv2d(x, dw, (1, 1, 1, 1), "SAME", dilations=(rate, rate)).numpy()
+    got = cpu.atrous_conv2d(x, dw.reshape(3, 3, 1, 4), rate=rate, feature_group_count=4)
+    np.testing.assert_allclose(got, want, **TOL)
+    pw = _rand((1, 1, 4, 3), 23)
+    want = tf.nn.conv2d(x, pw, 1, "SAME").numpy()
+    np.testing.assert_allclose(cpu.atrous_conv2d(x, pw), want, **TOL)

@@ -1,4 +1,5 @@
-"""conv_transpose2d against tf.nn.conv2d_transpose and the textbook identity; bilinear_kernel."""
+"""conv_transpose2d (reference and CPU phase form) against tf.nn.conv2d_transpose and the textbook
+identity; bilinear_kernel."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,7 @@ import pytest
 import tensorflow as tf
 from numpy.lib.stride_tricks import sliding_window_view
 
-from jaxseg.ops import bilinear_kernel, conv_transpose2d
+from jaxseg.ops import bilinear_kernel, conv_transpose2d, cpu
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 
@@ -20,7 +21,7 @@ def _tf_output_size(n, k, s, padding):
     return n * s if padding == "SAME" else (n - 1) * s + k
 
 
-IMPLS = ["xla", "phase"]
+IMPLS = {"xla": conv_transpose2d, "phase": cpu.conv_transpose2d}
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -31,7 +32,7 @@ def test_matches_tf_conv2d_transpose(k, s, padding, impl):
     out = [2, *(_tf_output_size(n, k, s, padding) for n in (5, 4)), 2]
     # TF's filter is [h, w, out, in]; ours is HWIO with I = input channels.
     want = tf.nn.conv2d_transpose(x, kernel.transpose(0, 1, 3, 2), out, s, padding).numpy()
-    got = conv_transpose2d(x, kernel, s, padding, impl=impl)
+    got = IMPLS[impl](x, kernel, s, padding)
     assert got.shape == tuple(out)
     np.testing.assert_allclose(got, want, **TOL)
 
@@ -40,7 +41,7 @@ def test_matches_tf_conv2d_transpose(k, s, padding, impl):
 def test_non_square_stride_and_kernel_match_tf(impl):
     x, kernel = _rand((1, 4, 5, 2), 0), _rand((4, 3, 2, 3), 1)
     want = tf.nn.conv2d_transpose(x, kernel.transpose(0, 1, 3, 2), [1, 8, 15, 3], (2, 3)).numpy()
-    np.testing.assert_allclose(conv_transpose2d(x, kernel, (2, 3), impl=impl), want, **TOL)
+    np.testing.assert_allclose(IMPLS[impl](x, kernel, (2, 3)), want, **TOL)
 
 
 def _textbook_conv_transpose(x, kernel, s):
@@ -90,7 +91,7 @@ def test_gradient_matches_tf(impl):
     want_dx, want_dk = (g.numpy() for g in tape.gradient(loss, [xt, kt]))
 
     def loss_fn(a, b):
-        return jnp.sum(conv_transpose2d(a, b, 2, impl=impl) * cot)
+        return jnp.sum(IMPLS[impl](a, b, 2) * cot)
 
     dx, dk = jax.grad(loss_fn, (0, 1))(x, kernel)
     np.testing.assert_allclose(dx, want_dx, **TOL)
@@ -152,9 +153,10 @@ def test_bad_input_raises(x, kernel, stride, padding, name):
         conv_transpose2d(x, kernel, stride, padding)
 
 
-def test_unknown_impl_raises():
-    with pytest.raises(ValueError, match="impl"):
-        conv_transpose2d(np.zeros((1, 3, 3, 2), np.float32), np.zeros((4, 4, 2, 2)), 2, impl="fft")
+@pytest.mark.parametrize("impl", IMPLS)
+def test_phase_form_checks_like_the_reference(impl):
+    with pytest.raises(ValueError, match="padding"):
+        IMPLS[impl](np.zeros((1, 3, 3, 2), np.float32), np.zeros((4, 4, 2, 2)), 2, "FULL")
 
 
 @pytest.mark.parametrize("args, name", [((0, 2), "kernel_size"), ((4, -1), "channels")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -9,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.backbones.atrous_schedule import atrous_schedule, check_output_stride
-from jaxseg.nn import BatchNorm, ConvBN
+from jaxseg.nn import BatchNorm, Conv2D, ConvBN, ConvFactory
 from jaxseg.nn.conv_bn import NormFactory
 
 # (expansion t, channels c, repeats n, first stride s) of the paper's Table 2.
@@ -41,7 +42,7 @@ class InvertedResidual(nn.Module):
     stride: int = 1
     rate: int = 1
     norm: NormFactory = BatchNorm
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -49,7 +50,7 @@ class InvertedResidual(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """`[B, H, W, C]` -> `[B, ceil(H / stride), ceil(W / stride), features]`."""
         common = dict(
-            norm=self.norm, impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype
+            norm=self.norm, conv=self.conv, dtype=self.dtype, param_dtype=self.param_dtype
         )
         hidden = x.shape[-1] * self.expansion
         y = x
@@ -88,18 +89,20 @@ class MobileNetV2(nn.Module):
 
     Attributes:
       output_stride: 8, 16 or 32.
+      multi_grid: must be None (accepted so that every DeepLab backbone takes the argument).
       width_multiplier: scales every layer's channels (1.0 is the paper's network).
       channel_divisor: scaled channel counts are rounded to multiples of this (8; the
         official DeepLab code uses 1 for depth multipliers other than 1.0).
-      norm, conv_impl, dtype, param_dtype: BN factory (the reference uses epsilon 1e-3),
-        `atrous_conv2d` impl, dtypes.
+      norm, conv, dtype, param_dtype: BN factory (the reference uses epsilon 1e-3),
+        conv module factory (`jaxseg.nn.conv_layers`), dtypes.
     """
 
     output_stride: int = 32
+    multi_grid: Sequence[int] | None = None
     width_multiplier: float = 1.0
     channel_divisor: int = 8
     norm: NormFactory = BatchNorm
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -107,8 +110,12 @@ class MobileNetV2(nn.Module):
     def __call__(self, images: jax.Array, train: bool = False) -> dict[str, jax.Array]:
         """`images` `[B, H, W, C]` -> feature maps (see class docstring)."""
         check_output_stride(self.output_stride, (8, 16, 32), "MobileNetV2")
+        if self.multi_grid is not None:
+            raise ValueError(
+                f"MobileNetV2 has no multi-grid; pass multi_grid=None, got {self.multi_grid}"
+            )
         common = dict(
-            norm=self.norm, conv_impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype
+            norm=self.norm, conv=self.conv, dtype=self.dtype, param_dtype=self.param_dtype
         )
         x = ConvBN(
             make_divisible(32 * self.width_multiplier, self.channel_divisor),
@@ -116,7 +123,7 @@ class MobileNetV2(nn.Module):
             stride=2,
             activation=nn.relu6,
             norm=self.norm,
-            impl=self.conv_impl,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="stem",

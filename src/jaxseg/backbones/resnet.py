@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.backbones.atrous_schedule import atrous_schedule, check_output_stride
-from jaxseg.nn import BatchNorm, ConvBN
+from jaxseg.nn import BatchNorm, Conv2D, ConvBN, ConvFactory
 from jaxseg.nn.conv_bn import NormFactory
 from jaxseg.ops import max_pool2d
 from jaxseg.ops.pooling import ceil_mode_pads
@@ -46,7 +46,7 @@ class Bottleneck(nn.Module):
     projection: bool = False
     with_branch: bool = False
     norm: NormFactory = BatchNorm
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -60,7 +60,7 @@ class Bottleneck(nn.Module):
             ConvBN,
             padding="FIXED",
             norm=self.norm,
-            impl=self.conv_impl,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
@@ -112,7 +112,8 @@ class ResNet(nn.Module):
       stem_pool_ceil_mode: round the 3x3 / 2 stem pool's output size up as Caffe does
         (`jaxseg.ops.pooling.ceil_mode_pads`; DeepLab v2's released ResNet-101), instead of
         `(H - 1) // 2 + 1` (the '7x7' stem only).
-      norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
+      norm, conv, dtype, param_dtype: BN factory, conv module factory (see
+        `jaxseg.nn.conv_layers`), dtypes.
     """
 
     stage_sizes: Sequence[int] = (3, 4, 6, 3)
@@ -124,7 +125,7 @@ class ResNet(nn.Module):
     stride_at_end: bool = False
     stem_pool_ceil_mode: bool = False
     norm: NormFactory = BatchNorm
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -142,13 +143,13 @@ class ResNet(nn.Module):
                 f"({self.stage_sizes[-1]}), got {multi_grid}"
             )
         common = dict(
-            norm=self.norm, conv_impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype
+            norm=self.norm, conv=self.conv, dtype=self.dtype, param_dtype=self.param_dtype
         )
         stem = functools.partial(
             ConvBN,
             padding="FIXED",
             norm=self.norm,
-            impl=self.conv_impl,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )

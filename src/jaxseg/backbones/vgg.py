@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.backbones.atrous_schedule import check_output_stride
-from jaxseg.nn import BatchNorm, Conv2D, ConvBN
+from jaxseg.nn import BatchNorm, Conv2D, ConvBN, ConvFactory
 from jaxseg.nn.conv_bn import NormFactory
 from jaxseg.ops import max_pool2d, max_pool_with_argmax
 from jaxseg.ops.pooling import ceil_mode_pads
@@ -48,7 +48,8 @@ class VGG16(nn.Module):
       ceil_mode: with `output_stride=8`, the 3x3 / 2 pools round their output size up as
         Caffe does (`jaxseg.ops.pooling.ceil_mode_pads`: 64 -> 33 rather than 32), for
         DeepLab's released Caffe models; the default pools `(H - 1) // 2 + 1`.
-      norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
+      norm, conv, dtype, param_dtype: BN factory, conv module factory (see
+        `jaxseg.nn.conv_layers`), dtypes.
     """
 
     batch_norm: bool = False
@@ -60,17 +61,15 @@ class VGG16(nn.Module):
     keep_pool_argmax: bool = False
     ceil_mode: bool = False
     norm: NormFactory = BatchNorm
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     def _conv(self, features: int, name: str, rate: int = 1) -> nn.Module:
-        common = dict(
-            rate=rate, impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype
-        )
+        common = dict(rate=rate, dtype=self.dtype, param_dtype=self.param_dtype)
         if self.batch_norm:
-            return ConvBN(features, kernel_size=3, norm=self.norm, name=name, **common)
-        return Conv2D(features, kernel_size=3, name=name, **common)
+            return ConvBN(features, 3, norm=self.norm, conv=self.conv, name=name, **common)
+        return self.conv(features, kernel_size=3, name=name, **common)
 
     def _pool(self, x: jax.Array, block: int) -> tuple[jax.Array, jax.Array | None]:
         if self.output_stride == 8:
@@ -105,10 +104,10 @@ class VGG16(nn.Module):
             stride = min(stride * 2, self.output_stride)
             features[f"stride{stride}"] = x
         if self.include_fc:
-            common = dict(impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype)
-            x = Conv2D(self.fc_features, 7, padding=self.fc6_padding, name="fc6", **common)(x)
+            common = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+            x = self.conv(self.fc_features, 7, padding=self.fc6_padding, name="fc6", **common)(x)
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
-            x = Conv2D(self.fc_features, 1, name="fc7", **common)(x)
+            x = self.conv(self.fc_features, 1, name="fc7", **common)(x)
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
             features["fc7"] = x
             features[f"stride{stride}"] = x

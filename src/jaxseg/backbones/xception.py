@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.backbones.atrous_schedule import atrous_schedule, check_output_stride
-from jaxseg.nn import BatchNorm, ConvBN, SeparableConvBN
+from jaxseg.nn import BatchNorm, Conv2D, ConvBN, ConvFactory, SeparableConvBN
 from jaxseg.nn.conv_bn import NormFactory
 
 
@@ -43,7 +43,7 @@ class XceptionBlock(nn.Module):
     unit_rates: Sequence[int] = (1, 1, 1)
     activation_in_separable: bool = False
     norm: NormFactory = BatchNorm
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -51,7 +51,7 @@ class XceptionBlock(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, list[jax.Array]]:
         """`[B, H, W, C]` -> (`[B, H / stride, W / stride, depths[-1]]`, the three conv outputs)."""
         common = dict(
-            norm=self.norm, impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype
+            norm=self.norm, conv=self.conv, dtype=self.dtype, param_dtype=self.param_dtype
         )
         activation = nn.relu if self.activation_in_separable else None
         residual, intermediates = x, []
@@ -112,8 +112,8 @@ class Xception65(nn.Module):
       entry_flow: `(channels, stride)` of each entry-flow block (three equal separable convs
         and a 1x1 projection shortcut).
       low_level_block: the entry block (1-based) whose second separable conv is `stride4`.
-      norm, conv_impl, dtype, param_dtype: BN factory (the reference uses epsilon 1e-3),
-        `atrous_conv2d` impl, dtypes.
+      norm, conv, dtype, param_dtype: BN factory (the reference uses epsilon 1e-3),
+        conv module factory (`jaxseg.nn.conv_layers`), dtypes.
     """
 
     output_stride: int = 32
@@ -122,7 +122,7 @@ class Xception65(nn.Module):
     entry_flow: Sequence[tuple[int, int]] = ((128, 2), (256, 2), (728, 2))
     low_level_block: int = 2
     norm: NormFactory = BatchNorm
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -134,14 +134,14 @@ class Xception65(nn.Module):
         if len(multi_grid) != 3:
             raise ValueError(f"Xception65: multi_grid needs 3 rates, got {multi_grid}")
         common = dict(
-            norm=self.norm, conv_impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype
+            norm=self.norm, conv=self.conv, dtype=self.dtype, param_dtype=self.param_dtype
         )
         conv = functools.partial(
             ConvBN,
             kernel_size=3,
             padding="FIXED",
             norm=self.norm,
-            impl=self.conv_impl,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )

@@ -8,9 +8,10 @@ the result is bit-identical to `lattice.build_lattice` on the same features.
 
 `smoothness_filter` then picks how to apply the normalised kernel and caches the result:
 for narrow kernels (theta <= 1.15 pixels) as the lattice's exact spatial stencil
-(`stencil.Stencil`, about 2x faster at theta = 1), else through the lattice itself.
+(`stencil.Stencil`, faster at theta = 1: benchmarks/RESULTS.md), else through the lattice.
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -89,10 +90,13 @@ def grid_lattice(height: int, width: int, theta: float) -> tuple[Lattice, jax.Ar
 
 # Up to 8 sizes: a stencil holds (offsets) x H x W floats, ~30 MB at 375x500 and theta = 1.
 @functools.lru_cache(maxsize=8)
-def smoothness_filter(height: int, width: int, theta: float) -> Stencil | NormalizedFilter:
+def smoothness_filter(
+    height: int, width: int, theta: float, own_kernel: bool = False
+) -> Stencil | NormalizedFilter:
     """The normalised smoothness kernel Q [H*W, C] -> D^{-1/2} K D^{-1/2} Q (cached).
 
-    A `Stencil` when it has at most MAX_STENCIL_OFFSETS offsets, else the lattice filter.
+    A `Stencil` when it has at most MAX_STENCIL_OFFSETS offsets (with `own_kernel`, see
+    `Stencil`), else the lattice filter.
     Both are pytrees, so they can be passed to jitted functions (a stencil's offsets are
     static: each set of offsets compiles once).
     """
@@ -104,5 +108,5 @@ def smoothness_filter(height: int, width: int, theta: float) -> Stencil | Normal
         with jax.ensure_compile_time_eval():
             stencil = stencil_from_lattice(lattice, norm, height, width, (radius_y, radius_x))
         if len(stencil.offsets) <= MAX_STENCIL_OFFSETS:
-            return stencil
+            return dataclasses.replace(stencil, own_kernel=own_kernel)
     return NormalizedFilter(lattice, norm)

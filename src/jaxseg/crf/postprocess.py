@@ -133,12 +133,19 @@ def _dense_crf_batch_traced(logits, image, grid, weights, thetas, num_iterations
     return jax.lax.map(one, (logits, image))
 
 
-def _prepare(params: CRFParams, logits, image, batched: bool):
+STENCIL_FORMS = ("reference", "cpu")
+
+
+def _prepare(params: CRFParams, logits, image, batched: bool, stencil_form: str):
+    if stencil_form not in STENCIL_FORMS:
+        raise ValueError(f"stencil_form must be one of {STENCIL_FORMS}, got {stencil_form!r}")
     check_inputs(logits, image, batched=batched)
     height, width = np.shape(logits)[-3:-1]
     grid = None
     if params.w_gaussian > 0:
-        grid = smoothness_filter(int(height), int(width), float(params.theta_gamma))
+        grid = smoothness_filter(
+            int(height), int(width), float(params.theta_gamma), stencil_form == "cpu"
+        )
     weights = jnp.asarray([params.w_gaussian, params.w_bilateral], jnp.float32)
     thetas = (
         jnp.asarray(params.theta_alpha, jnp.float32),
@@ -160,6 +167,7 @@ def dense_crf(
     w_gaussian: float = 3.0,
     theta_gamma: float = 1.0,
     num_iterations: int = 10,
+    stencil_form: str = "reference",
 ) -> jax.Array:
     """Refines per-pixel class scores with a fully connected CRF (mean-field inference).
 
@@ -170,6 +178,9 @@ def dense_crf(
         of the appearance kernel.
       w_gaussian, theta_gamma: weight and position width (pixels) of the smoothness kernel.
       num_iterations: mean-field iterations (0 returns softmax(logits)).
+      stencil_form: how a narrow smoothness kernel's stencil runs: 'reference' (fused by XLA
+        like any expression) or 'cpu' (a kernel of its own, faster on XLA's CPU backend;
+        `jaxseg.crf.stencil.Stencil`). Same values.
 
     Returns:
       [H, W, C] float32 probabilities (each pixel sums to 1).
@@ -181,7 +192,7 @@ def dense_crf(
         w_bilateral, theta_alpha, theta_beta, w_gaussian, theta_gamma, num_iterations
     )
     logits, image, grid, weights, thetas, iterations, traced = _prepare(
-        params, logits, image, batched=False
+        params, logits, image, batched=False, stencil_form=stencil_form
     )
     appearance = params.w_bilateral > 0
     if traced:
@@ -193,16 +204,18 @@ def dense_crf(
     return _refine_jit(logits, vertices, grid, weights, iterations, capacity=capacity)
 
 
-def dense_crf_batch(logits: jax.Array, image: jax.Array, **params) -> jax.Array:
+def dense_crf_batch(
+    logits: jax.Array, image: jax.Array, stencil_form: str = "reference", **params
+) -> jax.Array:
     """`dense_crf` over a batch: logits [B, H, W, C], image [B, H, W, 3] -> [B, H, W, C].
 
-    Keyword arguments as for `dense_crf`. Called eagerly, the batch is vectorised with
-    `jax.vmap` at the capacity tier of its largest lattice; under jit, images run one after
-    another (`jax.lax.map`), each switching capacity at run time.
+    Keyword arguments (and `stencil_form`) as for `dense_crf`. Called eagerly, the batch is
+    vectorised with `jax.vmap` at the capacity tier of its largest lattice; under jit, images
+    run one after another (`jax.lax.map`), each switching capacity at run time.
     """
     params = CRFParams(**params)
     logits, image, grid, weights, thetas, iterations, traced = _prepare(
-        params, logits, image, batched=True
+        params, logits, image, batched=True, stencil_form=stencil_form
     )
     appearance = params.w_bilateral > 0
     if traced:

@@ -9,7 +9,7 @@ pixels only (41 offsets within +-3 pixels for theta_gamma = 1), so the filter is
 
 with Q zero outside the image. Applied as a sum of shifted slices of a zero-padded Q (no
 gathers or scatters), XLA fuses it into one loop: at 375x500 with 21 classes and theta = 1 a
-mean-field iteration spends 14 ms on it against 30 ms for the lattice filter (2 CPU cores).
+mean-field iteration spends about half the lattice filter's time on it (benchmarks/RESULTS.md).
 
 The weights are read off the lattice itself, so the stencil is the lattice's operator up to
 float rounding, not another approximation of the Gaussian:
@@ -37,16 +37,20 @@ class Stencil:
     Attributes:
       weights: [H, W, K] float32, weights[y, x, k] multiplies the value at pixel
         (y + dy_k, x + dx_k); zero where that pixel lies outside the image. Offsets are
-        minor: per pixel the K weights are contiguous (1.7x faster than [K, H, W] on CPU).
+        minor: per pixel the K weights are contiguous (faster than [K, H, W] on CPU).
       offsets: K static (dy, dx) pairs.
+      own_kernel: static; run the stencil as a kernel of its own that XLA cannot fuse into its
+        consumer (faster on XLA's CPU backend, see `_own_kernel`); same values. Chosen by the
+        caller (`dense_crf(..., stencil_form="cpu")`), never by the backend.
     """
 
     weights: jax.Array
     offsets: tuple[tuple[int, int], ...]
+    own_kernel: bool = False
 
     def __call__(self, values: jax.Array) -> jax.Array:
         """Applies the stencil to values [H*W, C] (row-major pixels) -> [H*W, C] float32."""
-        return jax.lax.platform_dependent(values, cpu=self._own_kernel, default=self._apply)
+        return self._own_kernel(values) if self.own_kernel else self._apply(values)
 
     def _apply(self, values: jax.Array) -> jax.Array:
         height, width, _ = self.weights.shape
@@ -69,7 +73,7 @@ class Stencil:
     def _own_kernel(self, values: jax.Array) -> jax.Array:
         """`_apply` as a kernel of its own. XLA's CPU backend would otherwise fuse the stencil
         into its consumer, in the mean field the sum of messages that also gathers the other
-        kernel's lattice values; that loop does not vectorise and runs the stencil 1.5-2x slower.
+        kernel's lattice values; that loop does not vectorise and runs the stencil slower.
         A conditional's branch is never fused into its surroundings; the predicate (are the
         weights finite?) is one XLA cannot fold, and the other branch gives the NaNs that
         non-finite weights would. (optimization_barrier is removed before fusion on CPU.)"""
@@ -78,7 +82,9 @@ class Stencil:
         return jax.lax.cond(finite, self._apply, nan, values)
 
 
-jax.tree_util.register_dataclass(Stencil, data_fields=["weights"], meta_fields=["offsets"])
+jax.tree_util.register_dataclass(
+    Stencil, data_fields=["weights"], meta_fields=["offsets", "own_kernel"]
+)
 
 
 def support_radius(lattice: Lattice, height: int, width: int) -> tuple[int, int]:

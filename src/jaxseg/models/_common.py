@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.backbones import MobileNetV2, ResNet, ResNet50, ResNet101, Xception65
+from jaxseg.backbones import MobileNetV2, ResNet50, ResNet101, Xception65
 
 BackboneLike = str | Callable[..., nn.Module]
 
@@ -51,32 +50,16 @@ def resolve_backbone(backbone: BackboneLike) -> Callable[..., nn.Module]:
     return backbone
 
 
-def backbone_class(factory: Callable[..., nn.Module]) -> type | None:
-    """The module class behind a class or (nested) functools.partial, else None."""
-    while isinstance(factory, functools.partial):
-        factory = factory.func
-    return factory if isinstance(factory, type) else None
-
-
 def build_backbone(
-    backbone: BackboneLike,
-    multi_grid: tuple[int, ...] | None,
-    deeplab_multi_grid: bool,
-    **kwargs: Any,
+    backbone: BackboneLike, multi_grid: Sequence[int] | None, **kwargs: Any
 ) -> nn.Module:
     """Instantiates `backbone` as the submodule named "backbone".
 
-    `multi_grid=None` means the paper default: (1, 2, 4) for ResNets when `deeplab_multi_grid`
-    (DeepLab v3's block4 setting), otherwise the backbone's own (all ones). MobileNetV2 has no
-    multi-grid and rejects an explicit value.
+    `multi_grid` is passed when not None (None: the backbone's own, all ones; MobileNetV2 has
+    none and rejects a value); the models set the paper's value as their default.
     """
     factory = resolve_backbone(backbone)
-    cls = backbone_class(factory)
-    if multi_grid is None and deeplab_multi_grid and cls is not None and issubclass(cls, ResNet):
-        multi_grid = (1, 2, 4)
     if multi_grid is not None:
-        if cls is not None and issubclass(cls, MobileNetV2):
-            raise ValueError("MobileNetV2 has no multi-grid; leave multi_grid=None")
         kwargs["multi_grid"] = tuple(multi_grid)
     return factory(name="backbone", **kwargs)
 

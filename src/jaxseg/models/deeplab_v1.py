@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from jaxseg.backbones import VGG16
 from jaxseg.models._common import check_images, to_float32_logits
-from jaxseg.nn import Conv2D
+from jaxseg.nn import Conv2D, ConvFactory
 from jaxseg.ops import resize_bilinear
 from jaxseg.ops.pooling import avg_pool2d_count_pad
 
@@ -39,7 +39,7 @@ class DeepLabV1(nn.Module):
         corner-aligned bilinear resize to `(h - 1) * 8 + 1` (not `8 h`), cropped at the
         top-left to the input size (replaces `align_corners`). With ceil-mode pools that size
         is never smaller than the input; at 513 = 8 * 64 + 1 it is the input size.
-      conv_impl, dtype, param_dtype: `atrous_conv2d` impl, compute and parameter dtypes.
+      conv, dtype, param_dtype: conv module factory (`jaxseg.nn.conv_layers`), dtypes.
     """
 
     min_input_size: ClassVar[int] = 32
@@ -52,29 +52,29 @@ class DeepLabV1(nn.Module):
     ceil_mode: bool = False
     pool5_avg: bool = False
     caffe_interp: bool = False
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         check_images(images, self.min_input_size, "DeepLabV1")
-        common = dict(impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype)
+        common = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         x = VGG16(
             output_stride=8,
             ceil_mode=self.ceil_mode,
             name="backbone",
-            conv_impl=self.conv_impl,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )(images, train)["out"]
         if self.pool5_avg:
             x = avg_pool2d_count_pad(x, 3, 1, 1)
-        x = Conv2D(self.fc_features, kernel_size=3, rate=self.fc6_rate, name="fc6", **common)(x)
+        x = self.conv(self.fc_features, kernel_size=3, rate=self.fc6_rate, name="fc6", **common)(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
-        x = Conv2D(self.fc_features, kernel_size=1, name="fc7", **common)(x)
+        x = self.conv(self.fc_features, kernel_size=1, name="fc7", **common)(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
-        logits = Conv2D(
+        logits = self.conv(
             self.num_classes,
             kernel_size=1,
             kernel_init=nn.initializers.normal(0.01),

@@ -9,16 +9,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.backbones import VGG16, check_output_stride
+from jaxseg.backbones import VGG16
 from jaxseg.models._common import (
     BackboneLike,
-    build_backbone,
     check_images,
     scaled_rates,
     to_float32_logits,
 )
+from jaxseg.models.deeplab_encoder import backbone_module, check_inputs
 from jaxseg.models.deeplab_v1 import caffe_zoom
-from jaxseg.nn import ASPPL, BatchNorm, Conv2D
+from jaxseg.nn import ASPPL, BatchNorm, Conv2D, ConvFactory
 from jaxseg.nn.conv_bn import NormFactory
 from jaxseg.ops import resize_bilinear
 from jaxseg.ops.pooling import avg_pool2d_count_pad
@@ -49,7 +49,8 @@ class DeepLabV2(nn.Module):
         are fused by an element-wise max.
       caffe_interp: final upsampling as Caffe's `Interp` zoom 8 (see
         `jaxseg.models.deeplab_v1.caffe_zoom`) instead of `resize_bilinear`.
-      norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
+      norm, conv, dtype, param_dtype: BN factory, conv module factory (see
+        `jaxseg.nn.conv_layers`), dtypes.
     """
 
     min_input_size: ClassVar[int] = 32
@@ -62,29 +63,19 @@ class DeepLabV2(nn.Module):
     multi_scale_inputs: Sequence[float] = ()
     caffe_interp: bool = False
     norm: NormFactory = BatchNorm
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
-        check_images(images, self.min_input_size, "DeepLabV2")
-        check_output_stride(self.output_stride, (8, 16), "DeepLabV2")
+        check_inputs(self, images, (8, 16))
         rates = self.atrous_rates or scaled_rates((6, 12, 18, 24), 8, self.output_stride)
-        backbone = build_backbone(
-            self.backbone,
-            multi_grid=None,
-            deeplab_multi_grid=False,
-            output_stride=self.output_stride,
-            norm=self.norm,
-            conv_impl=self.conv_impl,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
+        backbone = backbone_module(self)
         aspp = ASPPL(
             self.num_classes,
             atrous_rates=tuple(rates),
-            impl=self.conv_impl,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="aspp",
@@ -124,19 +115,19 @@ class LargeFOVBranch(nn.Module):
     rate: int
     features: int = 1024
     dropout_rate: float = 0.5
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        common = dict(impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype)
-        x = Conv2D(self.features, kernel_size=3, rate=self.rate, name="fc6", **common)(x)
+        common = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        x = self.conv(self.features, kernel_size=3, rate=self.rate, name="fc6", **common)(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
-        x = Conv2D(self.features, kernel_size=1, name="fc7", **common)(x)
+        x = self.conv(self.features, kernel_size=1, name="fc7", **common)(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
         init = nn.initializers.normal(0.01)
-        return Conv2D(self.num_classes, 1, kernel_init=init, name="fc8", **common)(x)
+        return self.conv(self.num_classes, 1, kernel_init=init, name="fc8", **common)(x)
 
 
 class DeepLabV2VGG16(nn.Module):
@@ -151,7 +142,7 @@ class DeepLabV2VGG16(nn.Module):
       num_classes, fc_features, atrous_rates, dropout_rate: as above.
       ceil_mode, pool5_avg, caffe_interp: Caffe semantics as in `DeepLabV1`.
       align_corners: convention of the final upsampling without `caffe_interp`.
-      conv_impl, dtype, param_dtype: `atrous_conv2d` impl, compute and parameter dtypes.
+      conv, dtype, param_dtype: conv module factory (`jaxseg.nn.conv_layers`), dtypes.
     """
 
     min_input_size: ClassVar[int] = 32
@@ -164,7 +155,7 @@ class DeepLabV2VGG16(nn.Module):
     pool5_avg: bool = False
     caffe_interp: bool = False
     align_corners: bool = False
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -174,7 +165,7 @@ class DeepLabV2VGG16(nn.Module):
         x = VGG16(
             output_stride=8,
             ceil_mode=self.ceil_mode,
-            conv_impl=self.conv_impl,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="backbone",
@@ -187,7 +178,7 @@ class DeepLabV2VGG16(nn.Module):
                 rate,
                 self.fc_features,
                 self.dropout_rate,
-                self.conv_impl,
+                self.conv,
                 self.dtype,
                 self.param_dtype,
                 name=f"branch{i + 1}",

@@ -9,15 +9,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.backbones import check_output_stride
-from jaxseg.models._common import (
-    BackboneLike,
-    build_backbone,
-    check_images,
-    scaled_rates,
-    to_float32_logits,
-)
-from jaxseg.nn import ASPP, BatchNorm, Conv2D
+from jaxseg.models._common import BackboneLike, scaled_rates, to_float32_logits
+from jaxseg.models.deeplab_encoder import aspp, backbone_module, check_inputs, classify
+from jaxseg.nn import BatchNorm, Conv2D, ConvFactory
 from jaxseg.nn.conv_bn import NormFactory
 from jaxseg.ops import resize_bilinear
 
@@ -34,17 +28,19 @@ class DeepLabV3(nn.Module):
       num_classes: 21 for VOC.
       backbone: 'resnet101' (paper), 'resnet50', 'xception65', 'mobilenetv2', or a module
         factory (class or functools.partial) taking `output_stride`, `multi_grid`, `norm`,
-        `conv_impl`, `dtype`, `param_dtype` keywords and returning a dict with `out`.
+        `conv`, `dtype`, `param_dtype` keywords and returning a dict with `out`.
       output_stride: 16 (training in the paper), 8 (evaluation) or 32.
       atrous_rates: ASPP rates; None gives (6, 12, 18) at stride 16, doubled at 8, halved at 32;
         () keeps only the 1x1 and image-pooling branches (the released MobileNetV2 models).
-      multi_grid: rate multipliers of the last stage's units; None gives the paper's (1, 2, 4)
-        for ResNets and the backbone's default otherwise (MobileNetV2 has none).
+      multi_grid: rate multipliers of the last stage's units: the paper's (1, 2, 4) (ResNet's
+        block4); None for the backbone's own (all ones; MobileNetV2 accepts only None).
       aspp_features: 256.
-      separable_aspp: depthwise-separable ASPP convs (as DeepLab v3+ with Xception).
+      separable_aspp: depthwise-separable ASPP convs (False in the paper; the released
+        Xception models use them).
       dropout_rate: after the ASPP projection (0.1, the TF reference), rng "dropout".
       align_corners: convention of the final bilinear upsampling.
-      norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
+      norm, conv, dtype, param_dtype: BN factory, conv module factory (see
+        `jaxseg.nn.conv_layers`), dtypes.
       upsample_logits: False returns the logits at the resolution they are computed at
         (stride 4 for v3+, `output_stride` for v3), as DeepLab's official multi-scale
         evaluation resizes them itself.
@@ -58,7 +54,7 @@ class DeepLabV3(nn.Module):
     backbone: BackboneLike = "resnet101"
     output_stride: int = 16
     atrous_rates: Sequence[int] | None = None
-    multi_grid: Sequence[int] | None = None
+    multi_grid: Sequence[int] | None = (1, 2, 4)
     aspp_features: int = 256
     separable_aspp: bool = False
     dropout_rate: float = 0.1
@@ -66,47 +62,19 @@ class DeepLabV3(nn.Module):
     upsample_logits: bool = True
     norm: NormFactory = BatchNorm
     backbone_norm: NormFactory | None = None
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
-        check_images(images, self.min_input_size, type(self).__name__)
-        check_output_stride(self.output_stride, (8, 16, 32), type(self).__name__)
-        common = dict(
-            norm=self.norm, impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype
-        )
-        features = build_backbone(
-            self.backbone,
-            multi_grid=self.multi_grid,
-            deeplab_multi_grid=True,
-            output_stride=self.output_stride,
-            norm=self.norm if self.backbone_norm is None else self.backbone_norm,
-            conv_impl=self.conv_impl,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )(images, train)
+        check_inputs(self, images, (8, 16, 32))
+        features = backbone_module(self, self.multi_grid)(images, train)
         rates = self.atrous_rates
         if rates is None:
             rates = scaled_rates((6, 12, 18), 16, self.output_stride)
-        x = ASPP(
-            self.aspp_features,
-            atrous_rates=tuple(rates),
-            separable=self.separable_aspp,
-            dropout_rate=self.dropout_rate,
-            name="aspp",
-            **common,
-        )(features["out"], train)
-        logits = Conv2D(
-            self.num_classes,
-            kernel_size=1,
-            impl=self.conv_impl,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="classifier",
-        )(x)
-        logits = to_float32_logits(logits)
+        x = aspp(self, features["out"], rates, self.separable_aspp, train)
+        logits = to_float32_logits(classify(self, x))
         if not self.upsample_logits:
             return logits
         return resize_bilinear(logits, images.shape[1:3], align_corners=self.align_corners)

@@ -9,17 +9,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.backbones import Xception65, check_output_stride
-from jaxseg.models._common import (
-    BackboneLike,
-    backbone_class,
-    build_backbone,
-    check_images,
-    resolve_backbone,
-    scaled_rates,
-    to_float32_logits,
-)
-from jaxseg.nn import ASPP, BatchNorm, Conv2D, DeepLabV3PlusDecoder
+from jaxseg.models._common import BackboneLike, scaled_rates, to_float32_logits
+from jaxseg.models.deeplab_encoder import aspp, backbone_module, check_inputs, classify
+from jaxseg.nn import BatchNorm, Conv2D, ConvFactory, DeepLabV3PlusDecoder
 from jaxseg.nn.conv_bn import NormFactory
 from jaxseg.ops import resize_bilinear
 
@@ -28,8 +20,9 @@ class DeepLabV3Plus(nn.Module):
     """v3 encoder (backbone + ASPP) -> decoder with the backbone's `stride4` map -> classes.
 
     Decoder: upsample the ASPP output to stride 4, concatenate the 48-channel projection of
-    `stride4`, two 3x3 convs of 256 (depthwise-separable with Xception), 1x1 to classes,
-    bilinear upsampling to the input size. 59.3M parameters with ResNet-101 and 21 classes.
+    `stride4`, two 3x3 convs of 256 (depthwise-separable unless `separable=False`), 1x1 to
+    classes, bilinear upsampling to the input size. 59.3M parameters with ResNet-101,
+    `separable=False` and 21 classes.
 
     `__call__(images [B, H, W, 3], train)` -> float32 logits `[B, H, W, num_classes]`,
     H, W >= 32 (`min_input_size`).
@@ -40,12 +33,15 @@ class DeepLabV3Plus(nn.Module):
         returning a dict with `out` and `stride4` (see `DeepLabV3`).
       output_stride: 16 (paper), 8 or 32.
       atrous_rates: ASPP rates; None gives (6, 12, 18) at stride 16, doubled at 8.
-      multi_grid: as `DeepLabV3` (None: (1, 2, 4) for ResNets).
-      separable: depthwise-separable ASPP and decoder convs; None means "with Xception".
+      multi_grid: rate multipliers of the backbone's last units; None (the paper's Xception
+        setting) for the backbone's own, (1, 2, 4) for DeepLab v3's ResNet setting.
+      separable: depthwise-separable ASPP and decoder convs (True: the paper's Xception
+        model; its ResNet-101 comparison uses plain convs, `separable=False`).
       aspp_features, decoder_features, low_level_features: 256, 256, 48.
       dropout_rate: after the ASPP projection (rng "dropout").
       align_corners: convention of both bilinear upsamplings.
-      norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
+      norm, conv, dtype, param_dtype: BN factory, conv module factory (see
+        `jaxseg.nn.conv_layers`), dtypes.
       upsample_logits: False returns the logits at the resolution they are computed at
         (stride 4 for v3+, `output_stride` for v3), as DeepLab's official multi-scale
         evaluation resizes them itself.
@@ -60,7 +56,7 @@ class DeepLabV3Plus(nn.Module):
     output_stride: int = 16
     atrous_rates: Sequence[int] | None = None
     multi_grid: Sequence[int] | None = None
-    separable: bool | None = None
+    separable: bool = True
     aspp_features: int = 256
     decoder_features: int = 256
     low_level_features: int = 48
@@ -69,59 +65,30 @@ class DeepLabV3Plus(nn.Module):
     upsample_logits: bool = True
     norm: NormFactory = BatchNorm
     backbone_norm: NormFactory | None = None
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
-        check_images(images, self.min_input_size, "DeepLabV3Plus")
-        check_output_stride(self.output_stride, (8, 16, 32), "DeepLabV3Plus")
-        separable = self.separable
-        if separable is None:
-            cls = backbone_class(resolve_backbone(self.backbone))
-            separable = cls is not None and issubclass(cls, Xception65)
-        common = dict(
-            norm=self.norm, impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype
-        )
-        features = build_backbone(
-            self.backbone,
-            multi_grid=self.multi_grid,
-            deeplab_multi_grid=True,
-            output_stride=self.output_stride,
-            norm=self.norm if self.backbone_norm is None else self.backbone_norm,
-            conv_impl=self.conv_impl,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )(images, train)
+        check_inputs(self, images, (8, 16, 32))
+        features = backbone_module(self, self.multi_grid)(images, train)
         rates = self.atrous_rates
         if rates is None:
             rates = scaled_rates((6, 12, 18), 16, self.output_stride)
-        x = ASPP(
-            self.aspp_features,
-            atrous_rates=tuple(rates),
-            separable=separable,
-            dropout_rate=self.dropout_rate,
-            name="aspp",
-            **common,
-        )(features["out"], train)
+        x = aspp(self, features["out"], rates, self.separable, train)
         x = DeepLabV3PlusDecoder(
             self.decoder_features,
             low_level_features=self.low_level_features,
-            separable=separable,
+            separable=self.separable,
             align_corners=self.align_corners,
-            name="decoder",
-            **common,
-        )(x, features["stride4"], train)
-        logits = Conv2D(
-            self.num_classes,
-            kernel_size=1,
-            impl=self.conv_impl,
+            norm=self.norm,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
-            name="classifier",
-        )(x)
-        logits = to_float32_logits(logits)
+            name="decoder",
+        )(x, features["stride4"], train)
+        logits = to_float32_logits(classify(self, x))
         if not self.upsample_logits:
             return logits
         return resize_bilinear(logits, images.shape[1:3], align_corners=self.align_corners)

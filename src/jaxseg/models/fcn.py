@@ -24,7 +24,8 @@ import jax.numpy as jnp
 
 from jaxseg.backbones import VGG16
 from jaxseg.models._common import check_images, to_float32_logits
-from jaxseg.nn import Conv2D
+from jaxseg.nn import Conv2D, ConvFactory
+from jaxseg.nn.layers import ConvTransposeFn
 from jaxseg.ops import bilinear_kernel, conv_transpose2d, crop_like, resize_bilinear
 
 FAITHFUL_INPUT_PAD = 100
@@ -52,7 +53,10 @@ class FCN(nn.Module):
         zero `score_fr` the backbone gets no gradient until `score_fr` has moved (one step).
       fc_features: channels of fc6/fc7 (4096, VGG16's; smaller only for cheap tests).
       dropout_rate: after fc6 and fc7 (rng "dropout").
-      conv_impl, dtype, param_dtype: `atrous_conv2d` impl, compute and parameter dtypes.
+      conv: conv module factory (`jaxseg.nn.conv_layers`).
+      conv_transpose: the transposed conv of the 2x and final upsamplings, a function with
+        `jaxseg.ops.conv_transpose2d`'s signature (`jaxseg.nn.conv_layers`).
+      dtype, param_dtype: compute and parameter dtypes.
     """
 
     # Pool layers whose scores are fused, coarse to fine (each adds one 2x learned step).
@@ -65,17 +69,17 @@ class FCN(nn.Module):
     zero_init_scores: bool = True
     fc_features: int = 4096
     dropout_rate: float = 0.5
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
+    conv_transpose: ConvTransposeFn = conv_transpose2d
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     def _score(self, x: jax.Array, name: str, zero: bool) -> jax.Array:
         init = nn.initializers.zeros if zero else nn.initializers.normal(0.01)
-        return Conv2D(
+        return self.conv(
             self.num_classes,
             kernel_size=1,
             kernel_init=init,
-            impl=self.conv_impl,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name=name,
@@ -93,7 +97,7 @@ class FCN(nn.Module):
                 (size, size, self.num_classes, self.num_classes),
                 self.param_dtype,
             )
-        return conv_transpose2d(x, kernel, factor, padding="VALID")
+        return self.conv_transpose(x, kernel, factor, padding="VALID")
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
@@ -108,7 +112,7 @@ class FCN(nn.Module):
             fc6_padding="VALID" if self.faithful_padding else "SAME",
             fc_features=self.fc_features,
             dropout_rate=self.dropout_rate,
-            conv_impl=self.conv_impl,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="backbone",
@@ -162,7 +166,7 @@ class VGG16Classifier(nn.Module):
       fc_features: channels of fc6/fc7 (4096).
       fc6_padding: 'VALID' (the classifier's windows); 'SAME' keeps one score per 32 pixels
         and accepts inputs from 32 pixels.
-      dropout_rate, conv_impl, dtype, param_dtype: as `FCN`.
+      dropout_rate, conv, dtype, param_dtype: as `FCN`.
     """
 
     min_input_size: ClassVar[int] = 224
@@ -171,7 +175,7 @@ class VGG16Classifier(nn.Module):
     fc_features: int = 4096
     fc6_padding: str = "VALID"
     dropout_rate: float = 0.5
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -184,15 +188,14 @@ class VGG16Classifier(nn.Module):
             fc6_padding=self.fc6_padding,
             fc_features=self.fc_features,
             dropout_rate=self.dropout_rate,
-            conv_impl=self.conv_impl,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="backbone",
         )(images, train)
-        scores = Conv2D(
+        scores = self.conv(
             self.num_classes,
             kernel_size=1,
-            impl=self.conv_impl,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="fc8",

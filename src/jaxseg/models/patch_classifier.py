@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.models._common import check_images, to_float32_logits
-from jaxseg.nn import Conv2D
+from jaxseg.nn import Conv2D, ConvFactory
 from jaxseg.ops import fc_to_conv, max_pool2d
 
 
@@ -28,6 +28,7 @@ class _PatchClassifierBase(nn.Module):
     conv_features: Sequence[int] = (32, 64)
     hidden_features: Sequence[int] = (256,)
     dropout_rate: float = 0.5
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -53,7 +54,7 @@ class _PatchClassifierBase(nn.Module):
             )
         x = jnp.asarray(x, self.dtype)
         for i, features in enumerate(self.conv_features):
-            x = Conv2D(
+            x = self.conv(
                 features,
                 kernel_size=3,
                 padding="VALID",
@@ -79,6 +80,7 @@ class PatchClassifier(_PatchClassifierBase):
       conv_features: channels of the conv + pool levels (their count sets the patch stride).
       hidden_features: widths of the hidden fully connected layers.
       dropout_rate: after each hidden layer (rng "dropout").
+      conv: conv module factory (`jaxseg.nn.conv_layers`).
       dtype, param_dtype: compute and parameter dtypes.
     """
 
@@ -118,6 +120,7 @@ class PatchClassifier(_PatchClassifierBase):
             conv_features=self.conv_features,
             hidden_features=self.hidden_features,
             dropout_rate=self.dropout_rate,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             parent=None,  # a standalone model, not a submodule of this one
@@ -148,8 +151,8 @@ class FullyConvolutionalPatchClassifier(_PatchClassifierBase):
         conv = dict(padding="VALID", dtype=self.dtype, param_dtype=self.param_dtype)
         for i, width in enumerate(self.hidden_features):
             size = self.feature_size if i == 0 else 1
-            x = nn.relu(Conv2D(width, kernel_size=size, name=f"fc{i + 1}", **conv)(x))
+            x = nn.relu(self.conv(width, kernel_size=size, name=f"fc{i + 1}", **conv)(x))
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         size = self.feature_size if not self.hidden_features else 1
-        logits = Conv2D(self.num_classes, kernel_size=size, name="classifier", **conv)(x)
+        logits = self.conv(self.num_classes, kernel_size=size, name="classifier", **conv)(x)
         return to_float32_logits(logits)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jaxseg.backbones import VGG16
 from jaxseg.backbones.vgg import VGG16_BLOCKS
 from jaxseg.models._common import check_images, to_float32_logits
-from jaxseg.nn import BatchNorm, Conv2D, ConvBN
+from jaxseg.nn import BatchNorm, Conv2D, ConvBN, ConvFactory
 from jaxseg.nn.conv_bn import NormFactory
 from jaxseg.ops import max_pool_with_argmax, max_unpool
 
@@ -32,7 +32,8 @@ class SegNet(nn.Module):
       num_classes: output channels (11 for CamVid).
       classifier_kernel_size: 1 (a 1x1 classifier as usually described); the Caffe reference
         uses 3.
-      norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
+      norm, conv, dtype, param_dtype: BN factory, conv module factory (see
+        `jaxseg.nn.conv_layers`), dtypes.
     """
 
     min_input_size: ClassVar[int] = 32
@@ -40,19 +41,19 @@ class SegNet(nn.Module):
     num_classes: int = 11
     classifier_kernel_size: int = 1
     norm: NormFactory = BatchNorm
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         check_images(images, self.min_input_size, "SegNet")
-        common = dict(impl=self.conv_impl, dtype=self.dtype, param_dtype=self.param_dtype)
+        common = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         features = VGG16(
             batch_norm=True,
             keep_pool_argmax=True,
             norm=self.norm,
-            conv_impl=self.conv_impl,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="backbone",
@@ -65,10 +66,10 @@ class SegNet(nn.Module):
             outputs = widths[1:] + ([VGG16_BLOCKS[block - 2][-1]] if block > 1 else [])
             for i, width in zip(range(len(widths), 0, -1), outputs, strict=False):
                 conv = ConvBN(
-                    width, kernel_size=3, norm=self.norm, name=f"conv{block}_{i}_d", **common
+                    width, 3, norm=self.norm, conv=self.conv, name=f"conv{block}_{i}_d", **common
                 )
                 x = conv(x, train)
-        logits = Conv2D(
+        logits = self.conv(
             self.num_classes, kernel_size=self.classifier_kernel_size, name="classifier", **common
         )(x)
         return to_float32_logits(logits)
@@ -102,7 +103,8 @@ class SegNetBasic(nn.Module):
       kernel_size: of the encoder and decoder convs (7).
       lrn: the input's local response normalisation (size 5, alpha 1e-4, beta 0.75).
       decoder_relu: a ReLU after each decoder BN (the release has none).
-      norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
+      norm, conv, dtype, param_dtype: BN factory, conv module factory (see
+        `jaxseg.nn.conv_layers`), dtypes.
     """
 
     num_classes: int = 11
@@ -112,7 +114,7 @@ class SegNetBasic(nn.Module):
     lrn: bool = True
     decoder_relu: bool = False
     norm: NormFactory = BatchNorm
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -122,7 +124,7 @@ class SegNetBasic(nn.Module):
         common = dict(
             kernel_size=self.kernel_size,
             norm=self.norm,
-            impl=self.conv_impl,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
@@ -142,10 +144,9 @@ class SegNetBasic(nn.Module):
             x = ConvBN(self.features, activation=activation, name=f"conv_decode{i}", **common)(
                 x, train
             )
-        logits = Conv2D(
+        logits = self.conv(
             self.num_classes,
             kernel_size=1,
-            impl=self.conv_impl,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="classifier",

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.models._common import check_images, to_float32_logits
-from jaxseg.nn import BatchNorm, Conv2D, ConvBN, UpConv2x2
+from jaxseg.nn import BatchNorm, Conv2D, ConvBN, ConvFactory, UpConv2x2
 from jaxseg.nn.conv_bn import NormFactory
 from jaxseg.ops import crop_like, max_pool2d
 
@@ -58,7 +58,7 @@ class _DoubleConv(nn.Module):
     padding: str
     batch_norm: bool
     norm: NormFactory
-    conv_impl: str
+    conv: ConvFactory
     dtype: Any
     param_dtype: Any
 
@@ -67,15 +67,16 @@ class _DoubleConv(nn.Module):
         common = dict(
             kernel_size=3,
             padding=self.padding,
-            impl=self.conv_impl,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
         for i in (1, 2):
             if self.batch_norm:
-                x = ConvBN(self.features, norm=self.norm, name=f"conv{i}", **common)(x, train)
+                x = ConvBN(
+                    self.features, norm=self.norm, conv=self.conv, name=f"conv{i}", **common
+                )(x, train)
             else:
-                x = nn.relu(Conv2D(self.features, name=f"conv{i}", **common)(x))
+                x = nn.relu(self.conv(self.features, name=f"conv{i}", **common)(x))
         return x
 
 
@@ -105,7 +106,8 @@ class UNet(nn.Module):
       batch_norm: conv + BN + ReLU (not in the paper, common today).
       dropout_rate: dropout at the end of the contracting path (the paper's "drop-out layers
         at the end of the contracting path"), rng "dropout".
-      norm, conv_impl, dtype, param_dtype: BN factory, `atrous_conv2d` impl, dtypes.
+      norm, conv, dtype, param_dtype: BN factory, conv module factory (see
+        `jaxseg.nn.conv_layers`), dtypes.
     """
 
     num_classes: int = 2
@@ -115,7 +117,7 @@ class UNet(nn.Module):
     batch_norm: bool = False
     dropout_rate: float = 0.5
     norm: NormFactory = BatchNorm
-    conv_impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -142,7 +144,7 @@ class UNet(nn.Module):
             padding=padding,
             batch_norm=self.batch_norm,
             norm=self.norm,
-            conv_impl=self.conv_impl,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
@@ -168,10 +170,9 @@ class UNet(nn.Module):
                 x = crop_like(x, skip, offset=0)
             x = jnp.concatenate([skip, x], axis=-1)
             x = _DoubleConv(features, name=f"up{level + 1}", **block)(x, train)
-        logits = Conv2D(
+        logits = self.conv(
             self.num_classes,
             kernel_size=1,
-            impl=self.conv_impl,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="classifier",

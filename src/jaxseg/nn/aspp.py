@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.nn.conv import Conv2D
+from jaxseg.nn.conv import Conv2D, ConvFactory
 from jaxseg.nn.conv_bn import BatchNorm, ConvBN, NormFactory
 from jaxseg.nn.separable import SeparableConvBN
 
@@ -30,7 +30,7 @@ class ASPP(nn.Module):
       image_pooling: include the image-level branch (DeepLab v3).
       separable: depthwise-separable 3x3 branches (DeepLab v3+ with Xception).
       dropout_rate: after the projection; the rng is named "dropout".
-      norm, impl, dtype, param_dtype: as `ConvBN`.
+      norm, conv, dtype, param_dtype: as `ConvBN`.
     """
 
     features: int = 256
@@ -39,7 +39,7 @@ class ASPP(nn.Module):
     separable: bool = False
     dropout_rate: float = 0.1
     norm: NormFactory = BatchNorm
-    impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -47,7 +47,7 @@ class ASPP(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """`[B, H, W, C]` -> `[B, H, W, features]`."""
         common = dict(
-            norm=self.norm, impl=self.impl, dtype=self.dtype, param_dtype=self.param_dtype
+            norm=self.norm, conv=self.conv, dtype=self.dtype, param_dtype=self.param_dtype
         )
         branches = [ConvBN(self.features, kernel_size=1, name="conv1x1", **common)(x, train)]
         for i, rate in enumerate(self.atrous_rates):
@@ -73,12 +73,13 @@ class ASPPL(nn.Module):
     Attributes:
       num_classes: output channels of each branch.
       atrous_rates: (6, 12, 18, 24) in the paper (ASPP-L).
-      impl, dtype, param_dtype: as `Conv2D`.
+      conv: the conv module factory (`Conv2D` or one from `jaxseg.nn.conv_layers`).
+      dtype, param_dtype: as `Conv2D`.
     """
 
     num_classes: int
     atrous_rates: Sequence[int] = (6, 12, 18, 24)
-    impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -86,11 +87,10 @@ class ASPPL(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """`[B, H, W, C]` -> `[B, H, W, num_classes]`."""
         logits = [
-            Conv2D(
+            self.conv(
                 self.num_classes,
                 kernel_size=3,
                 rate=rate,
-                impl=self.impl,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 # The Caffe reference initialises these classifiers with N(0, 0.01).

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 from jaxseg.ops import atrous_conv2d
 
 Initializer = Callable[..., jax.Array]
+# A module factory with `Conv2D`'s fields (the class, or a functools.partial of it).
+ConvFactory = Callable[..., nn.Module]
 # "FIXED" pads `k_eff - 1` split (before = half rounded down) whatever the input size: the
 # convention of PyTorch (`padding=k // 2`), Keras' `ZeroPadding2D` + VALID and TF-slim's
 # `fixed_padding`. TensorFlow's "SAME" instead depends on the input size and stride, and puts
@@ -43,8 +45,9 @@ class Conv2D(nn.Module):
         or explicit `((top, bottom), (left, right))`.
       feature_group_count: C for a depthwise conv (kernel `[k, k, 1, O]`, O a multiple of C).
       use_bias: add a learned bias (off before a BatchNorm, which cancels it).
-      impl: `atrous_conv2d` implementation: 'auto' (the fastest measured per backend), 'xla',
-        'space_to_batch' or 'taps'.
+      op: the convolution, `jaxseg.ops.atrous_conv2d` (the reference) or a function with its
+        signature and result, e.g. `jaxseg.ops.cpu.atrous_conv2d`; bind it with
+        `functools.partial(Conv2D, op=...)` (see `jaxseg.nn.conv_layers`).
       dtype: compute dtype (input and kernel are cast to it), e.g. `jnp.bfloat16`.
       param_dtype: dtype of the stored kernel and bias.
     """
@@ -56,7 +59,7 @@ class Conv2D(nn.Module):
     padding: PaddingLike = "SAME"
     feature_group_count: int = 1
     use_bias: bool = True
-    impl: str = "auto"
+    op: Callable[..., jax.Array] = atrous_conv2d
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     kernel_init: Initializer = nn.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
@@ -81,14 +84,13 @@ class Conv2D(nn.Module):
         padding = self.padding
         if isinstance(padding, str) and padding.upper() == "FIXED":
             padding = fixed_padding(self.kernel_size, self.rate)
-        y = atrous_conv2d(
+        y = self.op(
             jnp.asarray(x, self.dtype),
             kernel,
             rate=self.rate,
             stride=self.stride,
             padding=padding,
             feature_group_count=self.feature_group_count,
-            impl=self.impl,
         )
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)

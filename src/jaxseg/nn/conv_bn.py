@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.nn.conv import Conv2D, PaddingLike
+from jaxseg.nn.conv import Conv2D, ConvFactory, PaddingLike
 
 # momentum 0.9 is PyTorch's 0.1 (Flax counts the other way); the DeepLab TF reference uses
 # 0.9997 with much longer schedules: bind it with functools.partial where an experiment wants it.
@@ -24,7 +24,8 @@ class ConvBN(nn.Module):
     """`Conv2D` (no bias) -> BatchNorm -> activation; submodules named `conv` and `bn`.
 
     Attributes:
-      features, kernel_size, stride, rate, padding, feature_group_count, impl: as `Conv2D`.
+      features, kernel_size, stride, rate, padding, feature_group_count: as `Conv2D`.
+      conv: the conv module factory (`Conv2D`, or one from `jaxseg.nn.conv_layers`).
       activation: applied last (`nn.relu` by default, None for none).
       norm: BatchNorm factory, e.g. `functools.partial(nn.BatchNorm, momentum=0.9997)`.
       bn_scale_init: e.g. zeros for the last BN of a residual branch.
@@ -40,14 +41,14 @@ class ConvBN(nn.Module):
     activation: Activation = nn.relu
     norm: NormFactory = BatchNorm
     bn_scale_init: Callable[..., jax.Array] = nn.initializers.ones
-    impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """`[B, H, W, C]` -> `[B, H', W', features]`; BN uses batch statistics when `train`."""
-        y = Conv2D(
+        y = self.conv(
             self.features,
             kernel_size=self.kernel_size,
             stride=self.stride,
@@ -55,7 +56,6 @@ class ConvBN(nn.Module):
             padding=self.padding,
             feature_group_count=self.feature_group_count,
             use_bias=False,
-            impl=self.impl,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="conv",

@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxseg.nn.conv import Conv2D, ConvFactory
 from jaxseg.nn.conv_bn import BatchNorm, ConvBN, NormFactory
 from jaxseg.nn.separable import SeparableConvBN
 from jaxseg.ops import resize_bilinear
@@ -25,7 +26,7 @@ class DeepLabV3PlusDecoder(nn.Module):
         low-level map from outweighing the encoder's semantic features).
       separable: depthwise-separable 3x3 convs (the Xception setting of the paper).
       align_corners: bilinear convention of the upsampling (see `jaxseg.ops.resize_bilinear`).
-      norm, impl, dtype, param_dtype: as `ConvBN`.
+      norm, conv, dtype, param_dtype: as `ConvBN`.
     """
 
     features: int = 256
@@ -33,7 +34,7 @@ class DeepLabV3PlusDecoder(nn.Module):
     separable: bool = False
     align_corners: bool = False
     norm: NormFactory = BatchNorm
-    impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -43,7 +44,7 @@ class DeepLabV3PlusDecoder(nn.Module):
     ) -> jax.Array:
         """Encoder `[B, h, w, C]` and low-level `[B, H4, W4, C_low]` -> `[B, H4, W4, features]`."""
         common = dict(
-            norm=self.norm, impl=self.impl, dtype=self.dtype, param_dtype=self.param_dtype
+            norm=self.norm, conv=self.conv, dtype=self.dtype, param_dtype=self.param_dtype
         )
         low = ConvBN(self.low_level_features, kernel_size=1, name="low_level_project", **common)(
             low_level, train

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.nn.conv import PaddingLike
+from jaxseg.nn.conv import Conv2D, ConvFactory, PaddingLike
 from jaxseg.nn.conv_bn import Activation, BatchNorm, ConvBN, NormFactory
 
 
@@ -25,9 +25,9 @@ class SeparableConvBN(nn.Module):
 
     Attributes:
       features: output channels.
-      kernel_size, stride, rate, padding, impl: of the depthwise conv (as `Conv2D`).
+      kernel_size, stride, rate, padding: of the depthwise conv (as `Conv2D`).
       activation: after each BN, or None.
-      norm, dtype, param_dtype: as `ConvBN`.
+      norm, conv, dtype, param_dtype: as `ConvBN`.
     """
 
     features: int
@@ -37,7 +37,7 @@ class SeparableConvBN(nn.Module):
     padding: PaddingLike = "SAME"
     activation: Activation = nn.relu
     norm: NormFactory = BatchNorm
-    impl: str = "auto"
+    conv: ConvFactory = Conv2D
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -47,7 +47,7 @@ class SeparableConvBN(nn.Module):
         common = dict(
             activation=self.activation,
             norm=self.norm,
-            impl=self.impl,
+            conv=self.conv,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )

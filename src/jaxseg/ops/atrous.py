@@ -1,23 +1,19 @@
 """Atrous (dilated) convolution, plain and depthwise-separable.
 
-Two equal formulations are kept because XLA's GPU backend can hit slow paths for dilated
-convolutions (dilated depthwise kernels get padded to dense ones):
+Two equal formulations, the same on every backend (``impl``, default ``"xla"``):
 
 - ``impl="xla"``: one `lax.conv_general_dilated` with `rhs_dilation=(rate, rate)`.
 - ``impl="space_to_batch"``: what TensorFlow's `tf.nn.atrous_conv2d` does: pad, fold the
   `rate x rate` pixel phases into the batch, run an undilated VALID conv, unfold. Each phase
   sees every `rate`-th pixel, so an undilated kernel over it is the dilated kernel over the image.
-
-- ``impl="taps"``: the conv as a sum over its kernel taps (1x1 convs, and dilated convs whose
-  taps mostly read padding, as GEMMs of in-bounds views; depthwise convs as per-tap
-  multiply-adds) where that measured faster on CPU, else ``"xla"`` (see `_tap_conv`).
-
-``impl="auto"`` picks by measurement (benchmarks/ops.py, benchmarks/RESULTS.md): ``"taps"`` on
-CPU; ``"xla"`` elsewhere until a GPU/TPU measurement says otherwise. ``"space_to_batch"`` lost
-everywhere it was measured on CPU (up to 200x slower at high rates).
+  Kept because XLA's GPU backend can hit slow paths for dilated convolutions (dilated depthwise
+  kernels get padded to dense ones).
 
 Both first drop the taps that only ever read SAME padding (rate >= feature-map size), an
 exact rewrite that matters at small training crops (see `_drop_dead_taps`).
+
+Forms that are faster on one backend only (the CPU tap and region convolutions) live in
+`jaxseg.ops.cpu` and are chosen where a model is composed (`jaxseg.nn.conv_layers`).
 """
 
 from __future__ import annotations
@@ -38,11 +34,10 @@ from jaxseg.ops._checks import (
     positive_pair,
     same_pads,
 )
-from jaxseg.ops._tap_conv import tap_conv, use_tap_conv
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
-Impl = Literal["auto", "xla", "space_to_batch", "taps"]
-IMPLS = ("auto", "xla", "space_to_batch", "taps")
+Impl = Literal["xla", "space_to_batch"]
+IMPLS = ("xla", "space_to_batch")
 
 
 def _check_conv_args(x, kernel, feature_group_count: int) -> int:
@@ -93,12 +88,30 @@ def atrous_conv2d(
         TensorFlow and Keras): it skips the very pixels the holes were meant to reach.
       padding: 'SAME', 'VALID', or `((top, bottom), (left, right))`.
       feature_group_count: `C` for a depthwise conv (kernel `[kh, kw, 1, C * M]`).
-      impl: 'xla', 'space_to_batch', 'taps' (same result, see module docstring) or 'auto'.
+      impl: 'xla' or 'space_to_batch' (same result, see module docstring).
       precision: passed to `lax.conv_general_dilated`.
 
     Returns:
       `[B, H', W', O]` in `x.dtype`; `H' = ceil(H / stride)` for SAME,
       `H - k_eff + 1` for VALID (stride 1).
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    kernel, rates, strides, pads, groups = conv_plan(
+        x, kernel, rate, stride, padding, feature_group_count
+    )
+    if impl == "space_to_batch" and max(rates) > 1:
+        return _space_to_batch_conv(x, kernel, rates, pads, groups, precision)
+    return xla_conv(x, kernel, rates, strides, pads, groups, precision)
+
+
+def conv_plan(x, kernel, rate, stride, padding: Padding, feature_group_count: int):
+    """Checks `atrous_conv2d`'s arguments and resolves its geometry (shared by `jaxseg.ops.cpu`).
+
+    Returns:
+      `(kernel, rates, strides, pads, groups)`: the kernel cast to `x.dtype` with its dead taps
+      dropped (see `_drop_dead_taps`), `(h, w)` rates and strides, explicit
+      `((top, bottom), (left, right))` pads and the group count.
     """
     groups = _check_conv_args(x, kernel, feature_group_count)
     rates = positive_pair(rate, "rate")
@@ -106,10 +119,6 @@ def atrous_conv2d(
     pad = padding_arg(padding)
     if max(rates) > 1 and max(strides) > 1:
         raise ValueError(f"stride must be 1 when rate > 1, got rate={rate!r}, stride={stride!r}")
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    if impl == "auto":
-        impl = "taps" if jax.default_backend() == "cpu" else "xla"
 
     k_eff = [(k - 1) * r + 1 for k, r in zip(kernel.shape[:2], rates, strict=True)]
     if pad == "SAME":
@@ -130,10 +139,11 @@ def atrous_conv2d(
     kernel = kernel.astype(x.dtype)
     if max(strides) == 1 and max(rates) > 1:
         kernel, rates, pads = _drop_dead_taps(kernel, rates, pads, x.shape[1:3])
-    if impl == "space_to_batch" and max(rates) > 1:
-        return _space_to_batch_conv(x, kernel, rates, pads, groups, precision)
-    if impl == "taps" and use_tap_conv(x.shape, kernel.shape, groups, rates, strides, pads):
-        return tap_conv(x, kernel, rates, strides, pads, groups, precision)
+    return kernel, rates, strides, pads, groups
+
+
+def xla_conv(x, kernel, rates, strides, pads, groups: int, precision=None) -> jax.Array:
+    """One `lax.conv_general_dilated` in NHWC/HWIO with explicit pads (a resolved `conv_plan`)."""
     return lax.conv_general_dilated(
         x,
         kernel,

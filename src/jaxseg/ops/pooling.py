@@ -48,8 +48,8 @@ def max_pool2d(
     Same values as `lax.reduce_window(max)` (TF's `max_pool2d`; padding reads -inf) and the
     same gradient: the first maximum of each window in row-major order receives it. The
     backward pass is elementwise selects, where `reduce_window`'s gradient is a
-    `select_and_scatter` that XLA's CPU backend runs 2.5x slower on ResNet's 3x3/2 stem pool
-    (benchmarks/RESULTS.md).
+    `select_and_scatter` that XLA's CPU backend runs slower (ResNet's 3x3/2 stem pool:
+    benchmarks/RESULTS.md).
 
     Args:
       x: `[B, H, W, C]` floating or integer.

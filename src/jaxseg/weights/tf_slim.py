@@ -236,7 +236,7 @@ class DeepLabArch:
             backbone_norm=self._norm(self.backbone_epsilon),
         )
         if self.backbone == "mobilenet_v2":
-            common.pop("multi_grid")
+            common["multi_grid"] = None  # MobileNetV2 has none
         if self.decoder:
             return DeepLabV3Plus(separable=self.separable, **common)
         return DeepLabV3(separable_aspp=self.separable, **common)

@@ -4,18 +4,16 @@ Each tap `(i, j)` of a kernel reads a shifted (and strided) view of the padded i
 is a sum over taps. On CPU, XLA's convolution emitter, and above all the weight gradients it
 builds from convolutions with batch and space moved into the feature dimensions, is slow for:
 
-- 1x1 convs: one tap, i.e. a plain `[B*H*W, C] @ [C, O]` GEMM (1.9-3x faster fwd+bwd);
+- 1x1 convs: one tap, i.e. a plain `[B*H*W, C] @ [C, O]` GEMM;
 - dilated convs whose rate is large for the map, so that most taps read padding for most
   outputs: XLA computes over the padded input, its time growing with the rate. Here the output
   is cut into the (at most 3x3) regions over which the same taps are in bounds, and each region
-  is one im2col GEMM of only those taps: only the useful FLOPs (`_region_conv`; DeepLab's ASPP
-  rate 12 on a 16x16 map, rate 18 on 33x33 and rate 36 on 65x65: 3.4-5x faster than XLA);
-- depthwise convs: a multiply-add per tap, elementwise (4.5-11x faster; XLA's grouped conv and
-  its gradients are the slowest ops of an Xception or MobileNet on CPU).
+  is one im2col GEMM of only those taps: only the useful FLOPs (`_region_conv`);
+- depthwise convs: a multiply-add per tap, elementwise.
 
 Other dense convs stay XLA convolutions: undilated ones, and dilated ones whose im2col would
-be mostly in bounds (one padded im2col GEMM measured 0.98-1.27x XLA's time there, jaxlib
-0.10.2). Measurements: benchmarks/ops.py and benchmarks/RESULTS.md (2 AMD EPYC cores).
+be mostly in bounds. The measurements behind each choice and the thresholds below are in
+benchmarks/RESULTS.md ("CPU conv forms").
 """
 
 from __future__ import annotations
@@ -24,11 +22,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-# Measured (fwd+bwd, region split against XLA's conv): with at most half of the (output, tap)
-# pairs in bounds the split won every time (0.26-0.87x at 64-2048 channels, 16x16 to 65x65
-# maps). At 0.56-0.57 it won where every region was at least 8 pixels across (0.51-0.94x:
-# rate 12 on 33x33, 24 on 65x65) and lost 1.5x with 4-6 pixel bands (rate 6 on 16x16: small
-# GEMMs).
+# The region split is used where at most this share of the (output, tap) pairs read real
+# pixels, or a little more where every region is wide (benchmarks/RESULTS.md, "CPU conv forms").
 REGION_MAX_LIVE_FRACTION = 0.5
 REGION_WIDE_MAX_LIVE_FRACTION, REGION_WIDE_MIN_BAND = 0.6, 8
 
