@@ -88,6 +88,7 @@ def build_model(config: ml_collections.ConfigDict) -> DeepLabV1:
         fc6_rate=m.fc6_rate,
         dropout_rate=m.dropout_rate,
         align_corners=config.align_corners,
+        conv=experiment.conv_layers(config).conv,
         dtype=experiment.compute_dtype(m.dtype),
     )
 

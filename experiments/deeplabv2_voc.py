@@ -94,6 +94,7 @@ def build_model(config: ml_collections.ConfigDict) -> DeepLabV2:
         backbone=experiment.backbone_factory(m),
         output_stride=m.output_stride,
         align_corners=config.align_corners,
+        conv=experiment.conv_layers(config).conv,
         norm=functools.partial(BatchNorm, momentum=m.bn_momentum, epsilon=1e-5),
         dtype=experiment.compute_dtype(m.dtype),
     )

@@ -55,7 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
         dict(
             backbone="resnet101",
             output_stride=16,
-            multi_grid=(),  # (): the paper's (1, 2, 4) for ResNets
+            multi_grid=(1, 2, 4),  # the paper's; () for none (MobileNetV2)
             aspp_features=256,
             dropout_rate=0.1,
             bn_momentum=0.9997,
@@ -88,6 +88,7 @@ def build_model(config: ml_collections.ConfigDict) -> DeepLabV3:
         aspp_features=m.aspp_features,
         dropout_rate=m.dropout_rate,
         align_corners=config.align_corners,
+        conv=experiment.conv_layers(config).conv,
         norm=functools.partial(BatchNorm, momentum=m.bn_momentum, epsilon=1e-5),
         dtype=experiment.compute_dtype(m.dtype),
     )

@@ -73,6 +73,8 @@ def get_config() -> ml_collections.ConfigDict:
         dict(
             backbone="xception65",  # or resnet101 / resnet50 / mobilenetv2
             output_stride=16,  # 8 for evaluation (same parameters)
+            separable=True,  # depthwise-separable ASPP/decoder convs (the Xception model)
+            multi_grid=(),  # (): none, as Xception; (1, 2, 4) for the ResNet-101 variant
             aspp_features=256,
             decoder_features=256,
             low_level_features=48,
@@ -101,6 +103,8 @@ def demo_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         decoder_features=64,
         low_level_features=24,
         bn_momentum=0.9,  # statistics of a net trained from scratch must settle in 280 steps
+        separable=False,  # the paper's ResNet variant: plain convs, multi-grid (1, 2, 4)
+        multi_grid=(1, 2, 4),
     )
     return config
 
@@ -111,11 +115,14 @@ def build_model(config: ml_collections.ConfigDict) -> DeepLabV3Plus:
         num_classes=config.num_classes,
         backbone=experiment.backbone_factory(m),
         output_stride=m.output_stride,
+        separable=m.separable,
+        multi_grid=tuple(m.multi_grid) or None,
         aspp_features=m.aspp_features,
         decoder_features=m.decoder_features,
         low_level_features=m.low_level_features,
         dropout_rate=m.dropout_rate,
         align_corners=config.align_corners,
+        conv=experiment.conv_layers(config).conv,
         norm=functools.partial(BatchNorm, momentum=m.bn_momentum, epsilon=1e-5),
         dtype=experiment.compute_dtype(m.dtype),
     )

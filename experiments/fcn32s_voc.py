@@ -85,12 +85,15 @@ def demo_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def fcn_model(model_class: type[nn.Module], config: ml_collections.ConfigDict) -> nn.Module:
     """`model_class` (FCN32s, FCN16s or FCN8s) with this config's settings."""
     m = config.model
+    layers = experiment.conv_layers(config)
     return model_class(
         num_classes=config.num_classes,
         fc_features=m.fc_features,
         dropout_rate=m.dropout_rate,
         faithful_padding=m.faithful_padding,
         learnable_final_upsampling=m.learnable_final_upsampling,
+        conv=layers.conv,
+        conv_transpose=layers.conv_transpose,
         dtype=experiment.compute_dtype(m.dtype),
     )
 

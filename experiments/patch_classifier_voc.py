@@ -137,6 +137,7 @@ def _classifier(config: ml_collections.ConfigDict) -> PatchClassifier:
         conv_features=tuple(m.conv_features),
         hidden_features=tuple(m.hidden_features),
         dropout_rate=m.dropout_rate,
+        conv=experiment.conv_layers(config).conv,
     )
 
 

@@ -90,6 +90,7 @@ def build_model(config: ml_collections.ConfigDict) -> SegNet:
     return SegNet(
         num_classes=config.num_classes,
         classifier_kernel_size=m.classifier_kernel_size,
+        conv=experiment.conv_layers(config).conv,
         norm=functools.partial(BatchNorm, momentum=m.bn_momentum, epsilon=1e-5),
         dtype=experiment.compute_dtype(m.dtype),
     )

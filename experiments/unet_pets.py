@@ -71,6 +71,7 @@ def build_model(config: ml_collections.ConfigDict) -> UNet:
         base_features=m.base_features,
         padding="SAME",
         batch_norm=m.batch_norm,
+        conv=experiment.conv_layers(config).conv,
         dropout_rate=m.dropout_rate,
         dtype=experiment.compute_dtype(m.dtype),
     )

@@ -142,6 +142,7 @@ def build_model(config: ml_collections.ConfigDict) -> OverlapTileUNet:
         depth=m.depth,
         base_features=m.base_features,
         padding="VALID",
+        conv=experiment.conv_layers(config).conv,
         dropout_rate=m.dropout_rate,
         dtype=experiment.compute_dtype(m.dtype),
     )

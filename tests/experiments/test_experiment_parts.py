@@ -222,7 +222,7 @@ def test_pretrained_backbone_weights_are_loaded_and_their_preprocessing_enforced
 
     module = load("deeplabv3plus_voc")
     config = module.demo_config(module.get_config())
-    config.model.update(backbone="mobilenetv2", width_multiplier=1.0)
+    config.model.update(backbone="mobilenetv2", width_multiplier=1.0, multi_grid=())
     config.pretrained, config.pretrained_model = str(path), "mobilenetv2"
     model = module.build_model(config)
     # Zeros in the shapes of the state: no initialisation to compile for this check.

@@ -14,6 +14,7 @@ import numpy as np
 
 from jaxseg import train
 from jaxseg.data import transforms
+from jaxseg.nn import layers as nn_layers
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -58,6 +59,9 @@ def base_config() -> ml_collections.ConfigDict:
     # jaxseg.weights; `pretrained_model` names the architecture (vgg16, resnet101, ...).
     config.pretrained = ""
     config.pretrained_model = ""
+    # How convolutions are computed (same values): "reference" (XLA convs, every backend),
+    # "space_to_batch" (TF's atrous form) or "cpu" (tap/region/phase forms, faster on CPUs).
+    config.conv_layers = "reference"
     config.compilation_cache = True  # JAX's persistent cache (~/.cache/jaxseg/xla)
     config.demo = ml_collections.ConfigDict(
         dict(
@@ -86,6 +90,7 @@ def demo_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
     config.checkpoint_every = 100
     config.num_eval_images = 4
     config.pretrained = ""
+    config.conv_layers = "cpu"  # the demo runs on CPUs
     if "dtype" in config.model:
         config.model.dtype = "float32"
     return config
@@ -97,6 +102,15 @@ def compute_dtype(name: str) -> Any:
     if name not in dtypes:
         raise train.ConfigError(f"config.model.dtype={name!r}; choose one of {sorted(dtypes)}")
     return dtypes[name]
+
+
+def conv_layers(config: ml_collections.ConfigDict) -> nn_layers.ConvLayers:
+    """The conv factories `config.conv_layers` names, for the models' `conv=` (and FCN's
+    `conv_transpose=`) arguments."""
+    try:
+        return nn_layers.conv_layers(config.conv_layers)
+    except ValueError as e:
+        raise train.ConfigError(f"config.conv_layers: {e}") from None
 
 
 def normalize(config: ml_collections.ConfigDict, images: jax.Array) -> jax.Array:

@@ -54,6 +54,7 @@ LossFn = Callable[..., jax.Array]
 # A section name ("crf_params") covers all its keys.
 EVAL_SETTINGS = (
     "eval_scales",
+    "conv_layers",  # the same values computed another way
     "eval_flip",
     "sliding_window",
     "crf",

@@ -53,11 +53,11 @@ def conv_layers(form: str = "reference") -> ConvLayers:
     """The conv factories of `form` ('reference', 'space_to_batch' or 'cpu'; see module doc).
 
     Raises:
-      ValueError naming the value and the choices, e.g. for a mistyped `config.model.layers`.
+      ValueError naming the value and the choices, e.g. for a mistyped `config.conv_layers`.
     """
     if form not in LAYER_FORMS:
         raise ValueError(
-            f"unknown conv layer form {form!r} (e.g. config.model.layers); choose one of "
+            f"unknown conv layer form {form!r} (e.g. config.conv_layers); choose one of "
             f"{sorted(LAYER_FORMS)}"
         )
     return LAYER_FORMS[form]
