@@ -22,6 +22,35 @@ GRID = (200, 200, 200)
 _PAD = 8
 
 
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def picture_names(names: Sequence[bytes | str] | None, indices: Sequence[int]) -> list[str]:
+    """File-name stems for the pictures of examples ``indices`` of a batch.
+
+    Args:
+      names: the batch's ``name`` entry (``[b]`` bytes or str, "" when unknown), or None.
+      indices: the examples drawn.
+
+    Returns:
+      One stem per index: the image's own name with an image-file extension dropped and
+      folders joined by "_" (``"2007_000032.jpg"`` -> ``"2007_000032"``, ``"a/b"`` -> ``"a_b"``),
+      or the index itself where the dataset has no name; a repeated name gets "_<index>".
+    """
+    stems, used = [], set()
+    for i in indices:
+        name = names[i] if names is not None else ""
+        name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        if name.lower().endswith(_IMAGE_SUFFIXES):
+            name = name.rsplit(".", 1)[0]
+        stem = name.replace("/", "_").replace("\\", "_").strip() or str(int(i))
+        if stem in used:
+            stem = f"{stem}_{int(i)}"
+        used.add(stem)
+        stems.append(stem)
+    return stems
+
+
 def _font(size: int = 14) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)  # scalable (Pillow >= 10.1 with FreeType)
@@ -158,6 +187,39 @@ def object_overlay(
         return tinted
     keep = (np.asarray(label) == background)[..., None]
     return np.where(keep, np.asarray(image, np.uint8), tinted)
+
+
+def with_legend(
+    picture: np.ndarray,
+    label: np.ndarray,
+    palette: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    min_width: int = 320,
+    ignore_label: int = viz.IGNORE_LABEL,
+) -> np.ndarray:
+    """``picture`` with a legend of the classes present in ``label`` below it.
+
+    The legend is at least ``min_width`` pixels wide so that names stay readable under small
+    images; a narrower picture is padded on the right with white.
+
+    Args:
+      picture: ``uint8 [H, W, 3]`` (e.g. an overlay); label: ``int [h, w]`` class map.
+      class_names: names of the palette's classes.
+
+    Returns:
+      ``uint8 [H + legend height, max(W, min_width), 3]``.
+    """
+    picture = np.asarray(picture, np.uint8)
+    values = np.unique(np.asarray(label))
+    present = [int(v) for v in values if v != ignore_label]
+    width = max(picture.shape[1], min_width)
+    top = np.full((picture.shape[0], width, 3), 255, np.uint8)
+    top[:, : picture.shape[1]] = picture
+    key = legend(
+        present, class_names, palette, width, show_ignored=bool((values == ignore_label).any())
+    )
+    return np.concatenate([top, key], axis=0)
 
 
 def _heat(value: float) -> tuple[int, int, int]:

@@ -2,13 +2,14 @@
 
     python -m jaxseg.predict --workdir RUN --input photos/ --output predictions/ \\
         [--checkpoint best|latest|STEP] [--scales 0.5 0.75 1 1.25 1.5 1.75] [--flip] [--crf] \\
-        [--sliding-window 513 [--stride 342]] [--config.model.output_stride=8]
+        [--sliding-window 513 [--stride 342]] [--legend] [--config.model.output_stride=8]
 
 For every image in `--input` (a file, or the files directly inside a folder) it writes
 `<name>.png`, the predicted classes as a palette PNG of the input's size (pixel value = class
 index, viewers show the dataset's colours), and `<name>_overlay.jpg`, the colours blended over
-the image. Grey, palette and RGBA images are converted to RGB (alpha is dropped); files that are
-not images are skipped with a warning and counted. Each output file appears complete or not at
+the image (with `--legend`, a legend of the classes present below it: colour swatch + name).
+Grey, palette and RGBA images are converted to RGB (alpha is dropped); files that are not
+images are skipped with a warning and counted. Each output file appears complete or not at
 all, and an image that fails leaves no output behind.
 
 The run folder says how to use it: `<workdir>/run.json`, written by training, names the
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from jaxseg import debug, viz
+from jaxseg import debug, figures, viz
 from jaxseg.experiment import runs
 from jaxseg.images import NotAnImageError, read_rgb  # noqa: F401  (re-exported)
 from jaxseg.segmenter import Segmenter
@@ -191,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     parser.add_argument(
+        "--legend",
+        action="store_true",
+        help="add a legend of the classes present (colour swatch + name) below each overlay",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace existing <name>.png / <name>_overlay.jpg in --output (default: refuse)",
@@ -213,11 +219,16 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return overrides
 
 
-def _predict_one(path: Path, output: Path, stem: str, *, segment, palette, alpha) -> None:
-    """Reads, segments and writes one image; on any error removes what it wrote and re-raises."""
+def _predict_one(
+    path: Path, output: Path, stem: str, *, segment, palette, alpha, class_names=None
+) -> None:
+    """Reads, segments and writes one image; on any error removes what it wrote and re-raises.
+    With `class_names`, the overlay gets a legend of the classes present below it."""
     image = read_rgb(path)
     label = np.asarray(segment(image)).astype(np.uint8)
     overlay = viz.overlay(image, label, palette, alpha)
+    if class_names is not None:
+        overlay = figures.with_legend(overlay, label, palette, class_names)
     mask_file, overlay_file = output_files(output, stem)
     written = []
     try:
@@ -279,7 +290,15 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
     done, skipped, failed = 0, 0, 0
     for path, stem in tqdm(plan, unit="img", disable=len(plan) == 1, file=sys.stderr):
         try:
-            _predict_one(path, output, stem, segment=segmenter, palette=palette, alpha=args.alpha)
+            _predict_one(
+                path,
+                output,
+                stem,
+                segment=segmenter,
+                palette=palette,
+                alpha=args.alpha,
+                class_names=segmenter.class_names if args.legend else None,
+            )
             done += 1
         except NotAnImageError:
             skipped += 1

@@ -214,8 +214,9 @@ class Segmenter:
         The experiment file and config come from `<workdir>/run.json` (see
         `jaxseg.experiment.runs`), the weights from checkpoint `checkpoint` ("best", "latest"
         or a step, as `--mode=eval` takes it); normalisation, class names, palette and resize
-        convention are the run's, images are padded with the pixel that normalises to 0 (what
-        the evaluation pipeline pads with).
+        convention are the run's (class names and palette as training recorded them in
+        run.json, so a run trained on `folder:DIR` needs not that folder), images are padded
+        with the pixel that normalises to 0 (what the evaluation pipeline pads with).
 
         Args:
           workdir: the run folder.
@@ -239,17 +240,20 @@ class Segmenter:
         """
         from jaxseg.experiment import crf_kwargs, denormalize, runs
 
-        experiment, config, _ = runs.load_run(workdir, overrides, experiment)
+        experiment, config, record = runs.load_run(workdir, overrides, experiment)
         model, variables, step = runs.restore_variables(workdir, experiment, config, checkpoint)
-        info = experiment.dataset(config)
+        classes = runs.recorded_classes(record)
+        if classes is None:  # a run from before run.json recorded its classes
+            info = experiment.dataset(config)
+            classes = (info.class_names, info.palette)
         if crf is True:
             crf = crf_kwargs(config)
         segmenter = cls(
             model,
             variables,
             normalize=functools.partial(experiment.normalize, config),
-            class_names=info.class_names,
-            palette=info.palette,
+            class_names=classes[0],
+            palette=classes[1],
             pad_pixel=tuple(denormalize(config, np.zeros(3, np.float32))),
             align_corners=config.align_corners,
             crf=crf or None,

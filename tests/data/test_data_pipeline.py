@@ -45,6 +45,17 @@ def test_exact_eval_counts_every_pixel_once(voc_builder, voc_root):
     sizes = np.concatenate([b["size"][b["mask"]] for b in batches])
     assert sorted(map(tuple, sizes.tolist())) == sorted(t.shape for t in truth)
     assert batches[-1]["size"][~batches[-1]["mask"]].tolist() == [[0, 0]]
+    # ... and its file name (pictures are named after it): val.txt's images, b"" for padding.
+    names = [n for b in batches for n in b["name"][b["mask"]].tolist()]
+    listed = (_voc(voc_root) / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    assert sorted(names) == sorted(f"{n}.jpg".encode() for n in listed)
+    assert batches[-1]["name"][~batches[-1]["mask"]].tolist() == [b""]
+    # Each name travels with its own label (the sizes of the demo's images differ).
+    for b in batches:
+        for name, size in zip(b["name"][b["mask"]], b["size"][b["mask"]], strict=True):
+            stem = name.decode().removesuffix(".jpg")
+            mask = Image.open(_voc(voc_root) / "SegmentationClass" / f"{stem}.png")
+            assert tuple(size) == (mask.height, mask.width)
     want = np.bincount(np.concatenate([t.ravel() for t in truth]), minlength=256)
     got = np.bincount(labels.ravel(), minlength=256)
     padding = sum(48 * 64 - t.size for t in truth)

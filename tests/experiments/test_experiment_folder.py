@@ -43,9 +43,17 @@ def test_folder_trains_and_evaluates_with_demo_settings(tmp_path, colour_folder,
     assert any(r.get("step") == 2 and "eval/miou" in r for r in records)
     assert (workdir / "checkpoints" / "2").is_dir()
     pictures = workdir / "predictions" / "step_00000002"
-    for name in ("0.png", "confusion_matrix.png", "class_iou.png"):
+    for name in ("confusion_matrix.png", "class_iou.png"):
         assert (pictures / name).is_file(), sorted(p.name for p in pictures.iterdir())
-    assert len(list((workdir / "overlays").iterdir())) == 1
+    # The panel and the overlay are named after the source image (sub-folder joined by "_").
+    stems = {
+        "_".join(p.relative_to(colour_folder / "images").with_suffix("").parts)
+        for p in (colour_folder / "images").rglob("*.jpg")
+    }
+    panels = [p.stem for p in pictures.glob("*.png")]
+    assert len(panels) == 3 and len(set(panels) & stems) == 1, panels
+    overlays = [p.name for p in (workdir / "overlays").iterdir()]
+    assert len(overlays) == 1 and overlays[0].removesuffix(".jpg") in stems, overlays
     # --mode=eval writes the scores with the confusion matrix.
     result = experiment_runner("deeplabv3plus_voc", [*args, "--mode=eval"])
     assert result.returncode == 0, result.stderr[-3000:]

@@ -65,8 +65,13 @@ def test_main_experiment_trains_evaluates_and_protects_its_workdir(
     args = demo_argv(demo_data, workdir) + ["--config.crop_size=48", "--config.num_eval_images=1"]
     result = experiment_runner("deeplabv3plus_voc", args)
     _check_run(result, workdir)
-    assert list((workdir / "predictions").glob("step_*/0.png"))
-    assert (workdir / "overlays" / "0.jpg").is_file()
+    # Panels and overlays are named after the source image (the demo's val images).
+    val = [f"demo_{i:06d}" for i in range(8, 12)]
+    scores = {"confusion_matrix", "class_iou"}
+    panels = {p.stem for p in (workdir / "predictions").glob("step_*/*.png")} - scores
+    assert len(panels) == 1 and panels <= set(val), panels
+    overlays = [p.name for p in (workdir / "overlays").iterdir()]
+    assert len(overlays) == 1 and overlays[0] in {f"{name}.jpg" for name in val}
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
     assert "Done in" in result.stdout
 

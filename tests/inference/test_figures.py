@@ -71,3 +71,35 @@ def test_iou_bars_are_proportional_and_absent_classes_have_none():
     assert full > 300
     assert abs(2 * half - full) <= 3 and abs(4 * quarter - full) <= 4
     assert columns(2) == 0
+
+
+def test_with_legend_shows_a_swatch_of_each_present_class_under_the_picture():
+    rng = np.random.default_rng(1)
+    picture = rng.integers(0, 256, (20, 50, 3)).astype(np.uint8)
+    label = np.zeros((20, 50), np.int32)
+    label[2:8, 3:9] = 2
+    label[10, 10] = 255
+    out = figures.with_legend(picture, label, PALETTE, NAMES, min_width=200)
+    assert out.dtype == np.uint8 and out.shape[1] == 200 and out.shape[0] > 20
+    np.testing.assert_array_equal(out[:20, :50], picture)
+    assert (out[:20, 50:] == 255).all()  # a narrow picture is padded with white
+    key = out[20:]
+    for k in range(4):  # classes 0 and 2 are present: one 13x13 swatch each, the rest none
+        assert _count(key, PALETTE[k]) == (SWATCH_FILL if k in (0, 2) else 0), NAMES[k]
+    assert _count(key, viz.IGNORE_COLOR) == SWATCH_FILL
+    # a picture wider than min_width keeps its width
+    wide = figures.with_legend(picture, label[:, :1] * 0, PALETTE, NAMES, min_width=10)
+    assert wide.shape[1] == 50 and _count(wide[20:], PALETTE[0]) == SWATCH_FILL
+
+
+def test_picture_names_follow_the_source_images_else_the_index():
+    names = np.array([b"2007_000032.jpg", b"site_a/scene_001", b"", b"x.png", b"x.JPG"], object)
+    assert figures.picture_names(names, [0, 1, 2, 3, 4]) == [
+        "2007_000032",
+        "site_a_scene_001",
+        "2",
+        "x",
+        "x_4",  # the same stem twice: the second gets its index
+    ]
+    assert figures.picture_names(None, [3, 5]) == ["3", "5"]
+    assert figures.picture_names(["scene.v2"], [0]) == ["scene.v2"]  # not an image extension

@@ -2,6 +2,7 @@
 checkpoint saved by the training engine's `Checkpoints`), generated images (grey, RGBA,
 palette, odd sizes) and bad input."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxseg import predict, train, viz
+from jaxseg import Segmenter, predict, train, viz
 from jaxseg.experiment import runs
 
 EXPERIMENT = """
@@ -421,3 +422,49 @@ def test_exif_rotated_photo_is_segmented_as_displayed(run, tmp_path):
     logits = run["model"].apply({"params": run["params"]}, jnp.asarray(x))
     np.testing.assert_array_equal(labels, np.asarray(jnp.argmax(logits[0], axis=-1)))
     assert Image.open(output / "portrait_overlay.jpg").size == (20, 40)
+
+
+def test_legend_lists_the_predicted_classes_under_the_overlay(run, inputs, tmp_path):
+    source = inputs / "odd.png"
+    assert _cli(run, source, tmp_path / "plain") == 0
+    assert _cli(run, source, tmp_path / "legend", "--legend") == 0
+    labels = _expected_labels(run, source)
+    plain = np.asarray(Image.open(tmp_path / "plain" / "odd_overlay.jpg"), np.int32)
+    shown = np.asarray(Image.open(tmp_path / "legend" / "odd_overlay.jpg"), np.int32)
+    height, width = labels.shape
+    # the overlay on top (JPEG: nearly equal), padded to the legend's 320 pixels, legend below
+    assert shown.shape[1] == 320 and shown.shape[0] > height
+    assert np.abs(shown[:height, :width] - plain).mean() < 4
+    key = shown[height:]
+    palette = viz.voc_palette(256).astype(np.int32)
+    for k in (1, 2):  # VOC's dark red and green: a 13x13 swatch each (JPEG: within 40)
+        assert k in labels
+        near = np.abs(key - palette[k]).max(axis=-1) <= 40
+        assert 120 <= near.sum() <= 400, (k, near.sum())
+    for k in (3, 4):  # not predicted (3 classes): no swatch
+        assert (np.abs(key - palette[k]).max(axis=-1) <= 40).sum() < 20
+
+
+def test_class_names_and_palette_come_from_the_run_record(run, inputs, tmp_path, monkeypatch):
+    """What training recorded in run.json (e.g. a folder dataset's classes) names and colours
+    the predictions; the experiment's dataset is not consulted."""
+    workdir = tmp_path / "run"
+    shutil.copytree(run["workdir"], workdir)
+    record = json.loads((workdir / "run.json").read_text())
+    names, palette = ["sky", "road", "car"], [[10, 200, 30], [200, 10, 180], [250, 250, 0]]
+    record["classes"] = {"names": names, "palette": palette}
+    (workdir / "run.json").write_text(json.dumps(record))
+    experiment = runs.import_experiment(run["experiment"])
+
+    def no_dataset(config):
+        raise AssertionError("the dataset was consulted")
+
+    experiment = dataclasses.replace(experiment, dataset=no_dataset)
+    segmenter = Segmenter.from_run(workdir, experiment=experiment)
+    assert segmenter.class_names == tuple(names)
+    np.testing.assert_array_equal(segmenter.palette, np.asarray(palette, np.uint8))
+    output = tmp_path / "out"
+    argv = ["--workdir", str(workdir), "--experiment", str(run["experiment"])]
+    monkeypatch.setattr(runs, "import_experiment", lambda path: experiment)
+    assert predict.main(argv + ["--input", str(inputs / "odd.png"), "--output", str(output)]) == 0
+    assert Image.open(output / "odd.png").getpalette()[:9] == sum(palette, [])

@@ -69,8 +69,8 @@ def _as_numpy_batch(image, label, mask) -> dict:
     return {"image": image, "label": tf.cast(label, tf.int32), "mask": mask}
 
 
-def _as_eval_batch(image, label, mask, size) -> dict:
-    return {**_as_numpy_batch(image, label, mask), "size": size}
+def _as_eval_batch(image, label, mask, size, name) -> dict:
+    return {**_as_numpy_batch(image, label, mask), "size": size, "name": name}
 
 
 class TrainStream:
@@ -251,9 +251,10 @@ def eval_stream(
 
     Returns:
       :class:`EvalStream` yielding ``{"image": float32 [b, Hk, Wk, 3], "label": int32
-      [b, Hk, Wk], "mask": bool [b], "size": int32 [b, 2]}`` with ``(Hk, Wk)`` the batch's
-      bucket and ``size`` each image's own ``(height, width)`` before padding (0 for padding
-      examples).
+      [b, Hk, Wk], "mask": bool [b], "size": int32 [b, 2], "name": bytes [b]}`` with
+      ``(Hk, Wk)`` the batch's bucket, ``size`` each image's own ``(height, width)`` before
+      padding (0 for padding examples) and ``name`` its ``file_name`` in the dataset (b"" for
+      padding examples and datasets without file names).
     """
     builder = source.get_builder(builder_or_name, data_dir)
     info = source.dataset_info_for(builder, dataset_info)
@@ -285,7 +286,7 @@ def eval_stream(
             image, label = source.decode(builder, info, ex)
             size = tf.shape(label)[:2]
             image, label = transforms.eval_transform(image, label, bucket, normalization)
-            return image, label, True, size
+            return image, label, True, size, ex["name"]
 
         real = encoded.filter(lambda i, _, k=k: tf.gather(local_ids, i) == k)
         real = real.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
@@ -295,6 +296,7 @@ def eval_stream(
                 tf.fill(bucket, tf.constant(IGNORE_LABEL, tf.uint8)),
                 False,
                 tf.zeros([2], tf.int32),
+                tf.constant(""),
             )
         ).repeat(num_batches * local_batch - int(counts[process_index, k]))
         batches = real.concatenate(padding).batch(local_batch, drop_remainder=True)

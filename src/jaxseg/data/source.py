@@ -49,7 +49,8 @@ def dataset_info_for(builder, dataset_info: DatasetInfo | None = None) -> Datase
 
 
 def read_encoded(builder, split, info: DatasetInfo) -> tf.data.Dataset:
-    """Examples of ``split`` in a fixed order as ``{"image": bytes, "label": bytes}`` (encoded).
+    """Examples of ``split`` in a fixed order as ``{"image": bytes, "label": bytes, "name":
+    string}`` (images encoded; ``name`` the builder's ``file_name``, "" for builders without one).
 
     No image of the example is decoded (extra ones, like Cityscapes' right view, are dropped
     still encoded).
@@ -61,7 +62,13 @@ def read_encoded(builder, split, info: DatasetInfo) -> tf.data.Dataset:
         if isinstance(features[key], tfds.features.Image)
     }
     ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
-    return ds.map(lambda ex: {"image": ex[info.image_key], "label": ex[info.label_key]})
+    has_name = "file_name" in features.keys()
+
+    def encoded(ex):
+        name = ex["file_name"] if has_name else tf.constant("")
+        return {"image": ex[info.image_key], "label": ex[info.label_key], "name": name}
+
+    return ds.map(encoded)
 
 
 def decode(builder, info: DatasetInfo, encoded: dict) -> tuple[tf.Tensor, tf.Tensor]:

@@ -204,7 +204,9 @@ def run(
 
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
-    runs.write_run(workdir, experiment, config, demo=demo, model_name=type(eval_model).__name__)
+    runs.write_run(
+        workdir, experiment, config, demo=demo, model_name=type(eval_model).__name__, info=info
+    )
     state = create_state(eval_model, config).replace(apply_fn=train_model.apply)
     state = experiment.initialize(config, state)
     schedule = train.train_schedule(config)

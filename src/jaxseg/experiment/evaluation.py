@@ -210,8 +210,9 @@ def write_overlays(
     count: int,
     class_names: Sequence[str] = (),
 ) -> str:
-    """Colour overlays of the final predictions on the first `count` eval images; a class named
-    "background" keeps the photo's colours, the other classes are tinted."""
+    """Colour overlays of the final predictions on the first `count` eval images, written as
+    `overlays/<image name>.jpg` (the batch index where the dataset has no file names); a class
+    named "background" keeps the photo's colours, the other classes are tinted."""
     lowered = [str(n).lower() for n in class_names]
     background = lowered.index("background") if "background" in lowered else None
     folder = os.path.join(workdir, "overlays")
@@ -230,13 +231,14 @@ def write_overlays(
     predictions = train.to_host(predict(state, train.shard_batch(batch, mesh)))
     if jax.process_index() != 0:
         return folder
-    for i in np.flatnonzero(batch["mask"])[:count]:
+    shown = np.flatnonzero(batch["mask"])[:count]
+    for i, name in zip(shown, figures.picture_names(batch.get("name"), shown), strict=True):
         height, width = batch["size"][i]
         rgb = np.clip(np.round(denormalize(config, batch["image"][i])), 0, 255).astype(np.uint8)
         overlay = figures.object_overlay(
             rgb[:height, :width], predictions[i, :height, :width], palette, background=background
         )
-        viz.save_image(os.path.join(folder, f"{i}.jpg"), overlay, quality=90)
+        viz.save_image(os.path.join(folder, f"{name}.jpg"), overlay, quality=90)
     return folder
 
 

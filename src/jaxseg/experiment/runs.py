@@ -3,7 +3,11 @@ it and the resolved config, so evaluation, prediction and export rebuild the mod
 it was trained, without repeating flags.
 
     <workdir>/run.json = {"experiment": "deeplabv3plus_voc", "file": "/abs/path/to/it.py",
-                          "model": "DeepLabV3Plus", "demo": true, "config": {...}}
+                          "model": "DeepLabV3Plus", "demo": true, "config": {...},
+                          "classes": {"names": [...], "palette": [[r, g, b], ...]}}
+
+`classes` are the trained dataset's class names and colours, so that a run trained on a folder
+(`--config.dataset=folder:DIR`) labels and colours its predictions without that folder.
 
 A command-line value that contradicts the recorded one is refused, naming both, unless it is an
 evaluation setting (`EVAL_SETTINGS` plus the experiment's own `eval_settings`); a resumed
@@ -23,6 +27,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
 from jaxseg import train
 from jaxseg.experiment.contract import EVAL_SETTINGS, Experiment
@@ -47,8 +52,10 @@ def write_run(
     *,
     demo: bool,
     model_name: str,
+    info: Any = None,
 ) -> None:
-    """Writes `<workdir>/run.json` (atomically; process 0 only)."""
+    """Writes `<workdir>/run.json` (atomically; process 0 only); with `info` (the dataset's
+    `jaxseg.data.DatasetInfo`) its class names and palette as `classes`."""
     if jax.process_index() != 0:
         return
     record = {
@@ -58,6 +65,11 @@ def write_run(
         "demo": bool(demo),
         "config": json.loads(config.to_json_best_effort()),
     }
+    if info is not None:
+        record["classes"] = {
+            "names": [str(n) for n in info.class_names],
+            "palette": np.asarray(info.palette, np.uint8).tolist(),
+        }
     path = os.path.join(os.fspath(workdir), RUN_FILE)
     with open(path + ".tmp", "w") as f:
         json.dump(record, f, indent=2, sort_keys=True)
@@ -302,3 +314,13 @@ def restore_variables(
     )
     state = restore(template, workdir, step, config)
     return model, {"params": state.params, "batch_stats": state.batch_stats}, step
+
+
+def recorded_classes(record: Mapping[str, Any]) -> tuple[tuple[str, ...], np.ndarray] | None:
+    """`(class names, uint8 [N, 3] palette)` that training wrote into `record`, or None for a
+    run written before they were recorded (the experiment's dataset then says)."""
+    classes = record.get("classes")
+    if not classes:
+        return None
+    palette = np.asarray(classes["palette"], np.uint8).reshape(-1, 3)
+    return tuple(str(n) for n in classes["names"]), palette

@@ -147,11 +147,14 @@ def _eval_images(
     mask = _local_rows(batch["mask"]) if "mask" in batch else np.ones(len(image), bool)
     # Eval batches carry each image's size: figures leave out the bucket padding.
     sizes = _local_rows(batch["size"]) if "size" in batch else [label.shape[1:]] * len(label)
-    figures = {}
-    for i in np.flatnonzero(mask)[:count]:
+    # Named after the source images where the dataset has names, else by batch index.
+    shown = np.flatnonzero(mask)[:count]
+    names = _local_rows(batch["name"]) if "name" in batch else None
+    pictures = {}
+    for i, name in zip(shown, figures.picture_names(names, shown), strict=True):
         h, w = sizes[i]
-        figures[str(i)] = render(image[i, :h, :w], label[i, :h, :w], predictions[i, :h, :w])
-    return figures
+        pictures[name] = render(image[i, :h, :w], label[i, :h, :w], predictions[i, :h, :w])
+    return pictures
 
 
 def train_and_evaluate(

@@ -113,6 +113,10 @@ def shard_state(state: PyTree, mesh: Mesh) -> PyTree:
     return jax.tree_util.tree_map(put, state)
 
 
+def _is_text(x: Any) -> bool:
+    return isinstance(x, np.ndarray) and x.dtype.kind in "OSU"
+
+
 def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
     """Process-local numpy batch -> global arrays sharded along `data`.
 
@@ -123,9 +127,13 @@ def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
 
     Returns:
       The same dict of `jax.Array`s with global leading size `B`. Leaves that already are
-      global arrays with this sharding (e.g. from a device-prefetching pipeline) pass through.
+      global arrays with this sharding (e.g. from a device-prefetching pipeline) pass through;
+      top-level entries of strings (eval batches' `name`) are left out, as devices cannot hold
+      them.
     """
     sharding = batch_sharding(mesh)
+    if isinstance(batch, dict):
+        batch = {k: v for k, v in batch.items() if not _is_text(v)}
 
     def put(x: Any) -> jax.Array:
         if isinstance(x, jax.Array) and x.sharding == sharding:
