@@ -1,13 +1,15 @@
 """`--config.dataset=folder:DIR`: a user's folder of images and colour masks trains and
 evaluates with one command (with `--demo`'s CPU settings), and the folder sets num_classes."""
 
+import csv
 import json
 
 import numpy as np
 import pytest
 
-from jaxseg import experiment
+from jaxseg import Segmenter, experiment
 from jaxseg.data import demo_folder
+from jaxseg.data import folder as data_folder
 
 from .test_experiment_cli import load
 
@@ -16,6 +18,10 @@ from .test_experiment_cli import load
 def colour_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("folder") / "shapes"
     return demo_folder.write_folder(root, count=12, masks="colour", image_size=(48, 64))
+
+
+def _folder_gone(*args, **kwargs):
+    raise AssertionError("the dataset folder was read")
 
 
 def test_folder_trains_and_evaluates_with_demo_settings(tmp_path, colour_folder, experiment_runner):
@@ -54,6 +60,21 @@ def test_folder_trains_and_evaluates_with_demo_settings(tmp_path, colour_folder,
     assert len(panels) == 3 and len(set(panels) & stems) == 1, panels
     overlays = [p.name for p in (workdir / "overlays").iterdir()]
     assert len(overlays) == 1 and overlays[0].removesuffix(".jpg") in stems, overlays
+    # The run folder keeps the folder's class names and colours (classes.csv): the Python API
+    # labels and colours predictions with them, even once the folder is gone.
+    with open(colour_folder / "classes.csv", newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row["name"] != "ignore"]
+    names = [row["name"] for row in rows]
+    colours = [[int(row[c]) for c in "rgb"] for row in rows]
+    assert json.loads((workdir / "run.json").read_text())["classes"] == {
+        "names": names,
+        "palette": colours,
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(data_folder, "load", _folder_gone)
+        segmenter = Segmenter.from_run(workdir)
+    assert segmenter.class_names == tuple(names) and segmenter.num_classes == 4
+    np.testing.assert_array_equal(segmenter.palette, np.asarray(colours, np.uint8))
     # --mode=eval writes the scores with the confusion matrix.
     result = experiment_runner("deeplabv3plus_voc", [*args, "--mode=eval"])
     assert result.returncode == 0, result.stderr[-3000:]
