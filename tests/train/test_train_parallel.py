@@ -78,6 +78,9 @@ def test_shard_batch_splits_rows_over_devices():
         np.testing.assert_array_equal(np.asarray(out[key]), value)
         shard = next(s for s in out[key].addressable_shards if s.index[0].start == 3)
         np.testing.assert_array_equal(np.asarray(shard.data), value[3:4])
+    # Eval batches' file names stay on the host: devices cannot hold strings.
+    named = train.shard_batch({**host, "name": np.array([b"a.jpg"] * 7 + [b""], object)}, mesh)
+    assert set(named) == set(host)
 
 
 class _HalfResolution(nn.Module):
