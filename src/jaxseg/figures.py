@@ -22,6 +22,8 @@ GRID = (200, 200, 200)
 _PAD = 8
 
 
+# Names of `score_figures`' pictures, which share `predictions/step_<N>/` with the panels.
+SCORE_FIGURES = ("confusion_matrix", "class_iou")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
@@ -35,9 +37,10 @@ def picture_names(names: Sequence[bytes | str] | None, indices: Sequence[int]) -
     Returns:
       One stem per index: the image's own name with an image-file extension dropped and
       folders joined by "_" (``"2007_000032.jpg"`` -> ``"2007_000032"``, ``"a/b"`` -> ``"a_b"``),
-      or the index itself where the dataset has no name; a repeated name gets "_<index>".
+      or the index itself where the dataset has no name; a repeated name, or one of the score
+      figures' names written next to the panels, gets "_<index>".
     """
-    stems, used = [], set()
+    stems, used = [], set(SCORE_FIGURES)
     for i in indices:
         name = names[i] if names is not None else ""
         name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from jaxseg import figures, viz
+from jaxseg import figures, metrics, viz
 
 # Saturated, non-grey colours: text is drawn in greys, so no glyph pixel can take one of them.
 PALETTE = np.array([[0, 90, 0], [220, 20, 60], [0, 128, 255], [255, 200, 0]], np.uint8)
@@ -103,3 +103,8 @@ def test_picture_names_follow_the_source_images_else_the_index():
     ]
     assert figures.picture_names(None, [3, 5]) == ["3", "5"]
     assert figures.picture_names(["scene.v2"], [0]) == ["scene.v2"]  # not an image extension
+    # a photo named like a score figure cannot be overwritten by it
+    assert figures.picture_names([b"class_iou.png"], [0]) == ["class_iou_0"]
+    cm = np.array([[5, 1, 0], [2, 7, 0], [0, 0, 0]], np.int64)
+    summary = {**metrics.summarize(cm, NAMES[:2], out_of_range=True), "confusion_matrix": cm}
+    assert set(figures.score_figures(summary, PALETTE)) == set(figures.SCORE_FIGURES)
