@@ -14,8 +14,8 @@ file and the missing path named, not an hour into preparation.
 import dataclasses
 from pathlib import Path
 
+from jaxseg.data.builders.voc_sources import VocSources
 from jaxseg.data.errors import DataError
-from jaxseg.data.voc_sources import VocSources
 
 
 @dataclasses.dataclass(frozen=True)

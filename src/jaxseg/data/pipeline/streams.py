@@ -29,8 +29,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from jaxseg.data import source, transforms
 from jaxseg.data.datasets import DatasetInfo
+from jaxseg.data.pipeline import source, transforms
 from jaxseg.labels import IGNORE_LABEL
 
 
@@ -127,7 +127,7 @@ def train_stream(
       start_step: first step to yield (resume from a checkpoint at this step).
       process_index / process_count: default ``jax.process_index() / jax.process_count()``.
       normalization: ``"imagenet"``, ``"caffe_bgr"``, ``"inception"``, ``"none"`` or a
-        :class:`~jaxseg.data.transforms.Normalization`.
+        :class:`~jaxseg.data.pipeline.transforms.Normalization`.
       scales: random scale choices (DeepLab: 0.5..2.0 step 0.25); ``(1.0,)`` disables scaling.
       shuffle_buffer: examples (encoded) held for shuffling; TFDS already stores examples in
         hashed (random) order, the buffer re-mixes them every epoch.

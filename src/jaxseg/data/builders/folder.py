@@ -1,6 +1,6 @@
 """TFDS builder ``segmentation_folder``: a user's folder of images and masks (``folder:DIR``).
 
-:mod:`jaxseg.data.folder_layout` describes the folder (images/, masks/, classes.txt or
+:mod:`jaxseg.data.builders.folder_layout` describes the folder (images/, masks/, classes.txt or
 classes.csv, train.txt/val.txt) and finds the pairs. The builder reads each pair once on the host
 (masks by Pillow, never by TensorFlow: a palette PNG decoded by TF gives grey levels, not class
 indices), maps the masks to training labels (``uint8``, 255 = ignore) and stores the examples in
@@ -11,9 +11,9 @@ re-encoded as PNG; ``uint8 [H, W, 3]``), ``label`` (PNG ``uint8 [H, W, 1]``, cla
 ``0..num_classes-1``, 255 = ignore), ``file_name`` (the stem). Splits ``train``, ``validation``.
 The class names, count and palette are stored in the dataset's metadata.
 
-Each folder and option set is its own builder config, named after the folder and a digest of its
-files (:func:`~jaxseg.data.folder_layout.fingerprint`): the first run builds it, later runs reuse
-it, and a run after the folder changed builds it again.
+Each folder and option set is its own builder config, named after the folder and a digest of
+its files (:func:`~jaxseg.data.builders.folder_layout.fingerprint`): the first run builds it,
+later runs reuse it, and a run after the folder changed builds it again.
 
     builder, info = load("folder:data/my_set")      # builds once, then reuses
 """
@@ -31,11 +31,11 @@ import tensorflow_datasets as tfds
 from PIL import Image, ImageOps
 
 from jaxseg import viz
-from jaxseg.data import example_io, folder_layout, readers
 from jaxseg.data import label_tables as lt
+from jaxseg.data.builders import example_io, folder_layout, readers
+from jaxseg.data.builders.folder_layout import FolderSpec, Layout, is_folder_spec, parse_spec
 from jaxseg.data.datasets import DatasetInfo
 from jaxseg.data.errors import DataError
-from jaxseg.data.folder_layout import FolderSpec, Layout, is_folder_spec, parse_spec
 
 __all__ = ["DataError", "SegmentationFolder", "configure", "is_folder_spec", "load", "parse_spec"]
 
@@ -45,7 +45,7 @@ _INDEX_MODES = ("P", "L", "1", "I", "I;16")
 
 @dataclasses.dataclass
 class FolderConfig(tfds.core.BuilderConfig):
-    """One folder with its options (see :class:`~jaxseg.data.folder_layout.FolderSpec`)."""
+    """One folder with its options (see :class:`~jaxseg.data.builders.folder_layout.FolderSpec`)."""
 
     root: str = ""
     reduce_zero_label: bool = False

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from jaxseg.data import readers
+from jaxseg.data.builders import readers
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:

@@ -1,12 +1,12 @@
 """Write an example ``folder:DIR`` dataset of synthetic scenes, the way a user would lay it out.
 
-    python -m jaxseg.data.demo_folder DIR [--masks colour|index] [--count 100] [--size 96x128]
+    python -m jaxseg.data.demo.folder DIR [--masks colour|index] [--count 100] [--size 96x128]
 
 ``colour`` (default) writes RGB colour masks and a ``classes.csv`` (background, circle, square,
 triangle; object outlines in white, listed as ``ignore``); ``index`` writes palette PNGs whose
 values are the classes (255 on outlines) and a ``classes.txt``. Images are JPEGs in two nested
 folders (``site_a/``, ``site_b/``), as photos from two cameras might be. No split files: the
-folder is split by stem hash (:mod:`jaxseg.data.folder_layout`).
+folder is split by stem hash (:mod:`jaxseg.data.builders.folder_layout`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jaxseg.data import demo_scenes
+from jaxseg.data.demo import scenes as demo_scenes
 
 CLASS_NAMES = ("background", "circle", "square", "triangle")
 # Colour of each class in the colour masks (and the palette of the index masks).

@@ -1,7 +1,7 @@
 """Small generated datasets in the real on-disk layouts, read through the real builders.
 
 ``prepare_demo(data_dir)`` is what every experiment's ``--demo`` flag calls: it writes a
-VOC-layout tree of synthetic scenes (:mod:`jaxseg.data.demo_scenes`) and builds
+VOC-layout tree of synthetic scenes (:mod:`jaxseg.data.demo.scenes`) and builds
 ``voc_segmentation`` from it with ``manual_dir``, exactly the code path real VOC takes, in seconds.
 """
 
@@ -14,7 +14,8 @@ import scipy.io
 from PIL import Image
 
 from jaxseg import viz
-from jaxseg.data import demo_scenes, label_tables
+from jaxseg.data import label_tables
+from jaxseg.data.demo import scenes as demo_scenes
 
 if TYPE_CHECKING:
     import tensorflow_datasets as tfds
@@ -159,7 +160,7 @@ def prepare_demo(
     """
     import tensorflow_datasets as tfds
 
-    from jaxseg.data import voc  # noqa: F401  (registers the builder)
+    from jaxseg.data.builders import voc  # noqa: F401  (registers the builder)
 
     h, w = image_size
     root = Path(data_dir) / f"voc_demo_{num_train}_{num_val}_{seed}_{h}x{w}"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxseg.data import downloads, example_io
+from jaxseg.data.builders import downloads, example_io
 from jaxseg.data.errors import DataError, DatasetNotFoundError
 from jaxseg.data.label_tables import CAMVID_VOID, IGNORE_LABEL
 

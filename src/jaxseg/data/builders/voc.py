@@ -16,7 +16,7 @@ import dataclasses
 
 import tensorflow_datasets as tfds
 
-from jaxseg.data import downloads, example_io, voc_sources, voc_splits
+from jaxseg.data.builders import downloads, example_io, voc_sources, voc_splits
 
 NUM_CLASSES = 21
 

@@ -13,7 +13,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from jaxseg.data import downloads
+from jaxseg.data.builders import downloads
 from jaxseg.data.errors import DatasetNotFoundError
 
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
