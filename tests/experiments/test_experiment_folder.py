@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from jaxseg import Segmenter, experiment
-from jaxseg.data import demo_folder
-from jaxseg.data import folder as data_folder
+from jaxseg.data.builders import folder as data_folder
+from jaxseg.data.demo import folder as demo_folder
 
 from .test_experiment_cli import load
 
