@@ -69,6 +69,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer.power = 0.9
     config.optimizer.momentum = 0.9
     config.optimizer.weight_decay = 4e-5
+    # The paper's initialisation: the authors' ImageNet Xception-65 (TF-slim), downloaded once
+    # into the cache when training starts. Its weights mean what they meant with the official
+    # graph's switches, set here: BN epsilon 1e-3 in the backbone, align_corners resizes.
+    config.init_from = "zoo:xception_65"
+    config.align_corners = True
     config.model = ml_collections.ConfigDict(
         dict(
             backbone="xception65",  # or resnet101 / resnet50 / mobilenetv2
@@ -80,6 +85,7 @@ def get_config() -> ml_collections.ConfigDict:
             low_level_features=48,
             dropout_rate=0.1,
             bn_momentum=0.9997,
+            backbone_epsilon=1e-3,  # TF-slim Xception's (1e-5 in ASPP and decoder)
             dtype="bfloat16",
             base_width=64,  # ResNets only
             stride_in_1x1=False,  # ResNets: True for Caffe/Keras-layout weights
@@ -96,8 +102,10 @@ def demo_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.num_train_steps = 280
     config.optimizer.learning_rate = 0.05
     config.optimizer.weight_decay = 1e-4
+    config.align_corners = False  # demo_defaults leaves init_from empty: no download
     config.model.update(
         backbone="resnet50",
+        backbone_epsilon=1e-5,
         base_width=16,
         aspp_features=64,
         decoder_features=64,
@@ -124,6 +132,9 @@ def build_model(config: ml_collections.ConfigDict) -> DeepLabV3Plus:
         align_corners=config.align_corners,
         conv=experiment.conv_layers(config).conv,
         norm=functools.partial(BatchNorm, momentum=m.bn_momentum, epsilon=1e-5),
+        backbone_norm=functools.partial(
+            BatchNorm, momentum=m.bn_momentum, epsilon=m.get("backbone_epsilon", 1e-5)
+        ),
         dtype=experiment.compute_dtype(m.dtype),
     )
 

@@ -11,14 +11,14 @@ published with (`RELEASE_CRF`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from jaxseg import inference, metrics
 from jaxseg.segmenter import Segmenter
-from jaxseg.zoo.registry import ZooEntry
+from jaxseg.zoo.registry import Published, ZooEntry
 
 # Dense CRF settings published with the DeepLab releases (`jaxseg.crf.dense_crf` names).
 RELEASE_CRF: dict[str, dict[str, float]] = {
@@ -108,3 +108,64 @@ def published_vs_measured(entry: ZooEntry, results: Mapping[str, Any]) -> str:
     if not entry.published:
         lines.append(f"{entry.name}: no published number")
     return "\n".join(lines)
+
+
+def evaluate_entry(
+    name: str,
+    pairs_fn: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+    *,
+    crf: bool = False,
+    checkpoint=None,
+    crop_size=None,
+    ignore_label: int = 255,
+) -> list[tuple[Published, float | None]]:
+    """Every published number of zoo entry `name`, each measured by its own protocol.
+
+    The published numbers are grouped by protocol (evaluation output stride, scales, flip);
+    each group is one pass over `pairs_fn()`: single-scale protocols through `evaluate`
+    (with `crf`, the release's CRF settings of `RELEASE_CRF` as well), multi-scale/flip ones
+    through `protocol.evaluate_published`. A CRF number is measured only with `crf=True`.
+
+    Args:
+      name: a zoo entry with published numbers.
+      pairs_fn: `() -> iterable of (uint8 [H, W, 3] RGB image, int [H, W] labels)`, called
+        once per protocol.
+      crf: also measure the numbers published with the dense CRF.
+      checkpoint, crop_size: as `jaxseg.zoo.load`.
+
+    Returns:
+      `(published, measured value in the published unit (percent) or None)` per number.
+    """
+    from jaxseg import zoo
+    from jaxseg.zoo import protocol
+
+    item = zoo.entry(name)
+    if crf and name not in RELEASE_CRF:
+        raise ValueError(f"{name} was not published with CRF settings; drop crf=True")
+    keys = {"mIoU": "miou", "pixel accuracy": "pixel_accuracy"}
+    measured: dict[int, float | None] = {}
+    groups: dict[tuple, list[int]] = {}
+    for index, published in enumerate(item.published):
+        key = (published.eval_output_stride, tuple(published.eval_scales), published.eval_flip)
+        groups.setdefault(key, []).append(index)
+    for (output_stride, scales, flip), indices in groups.items():
+        if scales == (1.0,) and not flip:
+            segmenter = zoo.load(name, checkpoint, output_stride, crop_size)
+            with_crf = crf and any("CRF" in item.published[i].protocol for i in indices)
+            results = evaluate(
+                segmenter,
+                pairs_fn(),
+                crf=RELEASE_CRF[name] if with_crf else None,
+                ignore_label=ignore_label,
+            )
+        else:
+            summary, _ = protocol.evaluate_published(
+                name, pairs_fn(), indices[0], checkpoint, crop_size, ignore_label
+            )
+            results = {"plain": summary}
+        for i in indices:
+            published = item.published[i]
+            which = "crf" if "CRF" in published.protocol else "plain"
+            value = results.get(which, {}).get(keys.get(published.metric, ""))
+            measured[i] = None if value is None else 100.0 * float(value)
+    return [(item.published[i], measured[i]) for i in range(len(item.published))]
