@@ -198,3 +198,65 @@ def test_predict_with_a_released_model_writes_the_segmenters_labels(
     assert "--overwrite" in capsys.readouterr().err
     assert predict.main([*args, "--output", str(tmp_path / "o2"), "--flip"]) == 2
     assert "--flip apply to --workdir runs only" in capsys.readouterr().err
+
+
+def test_init_from_an_imagenet_entry_fills_the_backbone_only(tmp_path, monkeypatch):
+    """`zoo:xception_65` (here a reduced-depth Xception-65 checkpoint under that entry):
+    backbone variables equal the checkpoint's arrays, the head keeps its initial values."""
+    from jaxseg import experiment, zoo
+    from jaxseg.weights.tf_slim import DeepLabArch
+    from jaxseg.zoo import deeplab_models
+
+    case = tf_slim_tests.XCEPTION65
+    official = tf_slim_tests.Official(seed=7)
+    tf_slim_tests.official_logits(official, case, np.zeros((33, 33, 3), np.uint8), (33, 33), 16)
+    folder = tmp_path / "xception"
+    folder.mkdir()
+    tf_slim_tests.write_checkpoint(official.variables, folder / "model.ckpt")
+    monkeypatch.setenv("JAXSEG_CACHE", str(tmp_path / "cache"))
+    downloads = tmp_path / "cache" / "downloads"
+    downloads.mkdir(parents=True)
+    with tarfile.open(downloads / zoo.entry("xception_65").filename, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    arch = DeepLabArch("xception_65", num_classes=None, middle_flow_units=2)
+    monkeypatch.setitem(
+        deeplab_models.RELEASES, "xception_65", deeplab_models.Release(arch, labels=None)
+    )
+    config = experiment.base_config()
+    config.init_from = "zoo:xception_65"
+    state = _state(zoo.training.model(config.init_from, num_classes=5))
+    out = experiment.init_from_pretrained(config, state)
+    np.testing.assert_array_equal(
+        out.params["backbone"]["entry_conv1"]["conv"]["kernel"],
+        official.variables["xception_65/entry_flow/conv1_1/weights"],
+    )
+    np.testing.assert_array_equal(
+        out.batch_stats["backbone"]["entry_conv1"]["bn"]["mean"],
+        official.variables["xception_65/entry_flow/conv1_1/BatchNorm/moving_mean"],
+    )
+    np.testing.assert_array_equal(  # the head: not in an ImageNet checkpoint
+        out.params["classifier"]["kernel"], state.params["classifier"]["kernel"]
+    )
+
+
+def test_eval_of_a_release_refuses_what_it_cannot_score():
+    import types
+
+    from jaxseg import experiment, train
+    from jaxseg.experiment import zoo_runs
+
+    config = experiment.base_config()
+    voc = types.SimpleNamespace(class_names=[f"c{i}" for i in range(21)])
+    camvid = types.SimpleNamespace(class_names=[f"c{i}" for i in range(11)])
+    config.init_from = "zoo:xception_65"
+    with pytest.raises(train.ConfigError, match="ImageNet backbone.*nothing to evaluate"):
+        zoo_runs.evaluate_release(config, None, voc)
+    config.init_from = f"zoo:{NAME}"
+    with pytest.raises(train.ConfigError, match="predicts 21 classes.* has 11"):
+        zoo_runs.evaluate_release(config, None, camvid)
+    config.crf = True
+    with pytest.raises(train.ConfigError, match="not published with CRF settings"):
+        zoo_runs.evaluate_release(config, None, voc)
+    config.init_from = NAME
+    with pytest.raises(train.ConfigError, match="write zoo:NAME"):
+        zoo_runs.evaluate_release(config, None, voc)
