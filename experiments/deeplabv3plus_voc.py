@@ -12,17 +12,27 @@ after 3.8 minutes, data generation and compilation included; the run folder
 runs/deeplabv3plus_voc_demo holds checkpoints/, tensorboard/, predictions/ and overlays/.
 
 Paper setting (train_aug 10,582 images, prepared once from the VOC + SBD archives, see README),
-with the ResNet-101 backbone and torchvision's ImageNet weights (there is no converter for
-TF-slim Xception-65 weights; `--config.model.backbone=xception65` trains it from scratch):
+Xception-65 initialised from the authors' ImageNet checkpoint (`config.init_from =
+"zoo:xception_65"`, downloaded once into the cache when training starts), built with the
+official graph's switches those weights need (backbone BN epsilon 1e-3, align_corners):
 
     python experiments/deeplabv3plus_voc.py --workdir runs/dlv3p_voc \\
-        --config.model.backbone=resnet101 --config.normalization=imagenet \\
-        --config.optimizer.weight_decay=1e-4 --config.pretrained_model=resnet101 \\
-        --config.pretrained=resnet101.safetensors \\
         --config.manual_dir=/data/voc_manual            # first run only: builds the dataset
     python experiments/deeplabv3plus_voc.py --workdir runs/dlv3p_voc --mode=eval \\
         --config.model.output_stride=8 --config.eval_flip=True \\
         --config.eval_scales='(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)'
+
+The ResNet-101 variant with torchvision's ImageNet weights:
+
+    python experiments/deeplabv3plus_voc.py --workdir runs/dlv3p_voc_r101 --config.init_from= \\
+        --config.model.backbone=resnet101 --config.normalization=imagenet \\
+        --config.model.backbone_epsilon=1e-5 --config.align_corners=False \\
+        --config.optimizer.weight_decay=1e-4 --config.pretrained_model=resnet101 \\
+        --config.pretrained=resnet101.safetensors
+
+The released models themselves (no training): `--mode=eval
+--config.init_from=zoo:xception65_coco_voc_trainaug` prints the published numbers beside the
+measured ones.
 
 Recipe (docs/recipes.md): crop 513, random scale 0.5-2.0 and flips, batch 16, SGD momentum 0.9,
 poly LR (power 0.9) from 0.007, 30k steps, weight decay 4e-5 (Xception; use 1e-4 with
@@ -30,14 +40,13 @@ poly LR (power 0.9) from 0.007, 30k steps, weight decay 4e-5 (Xception; use 1e-4
 
 Published (VOC 2012 val mIoU): Xception-65 82.20 (OS16) / 83.58 (OS8 + multi-scale + flip),
 both with COCO + JFT pre-training; ResNet-101 decoder OS16 78.85 (ImageNet init).
-Expected here with ImageNet weights (`--config.pretrained`): ResNet-101 about 77-79 at OS16;
-without COCO/JFT, Xception-65 is not expected to reach the paper's 82. From scratch (no
-`--config.pretrained`) expect far lower numbers: the recipe assumes a pre-trained backbone.
+Expected here with ImageNet weights: ResNet-101 about 77-79 at OS16; without COCO/JFT,
+Xception-65 from `zoo:xception_65` is not expected to reach the paper's 82 (not measured
+here). From scratch (`--config.init_from=` with no `--config.pretrained`) expect far lower
+numbers: the recipe assumes a pre-trained backbone.
 
-Deviations: no COCO/JFT pre-training; `--config.pretrained` works with `resnet50`/`resnet101`
-(torch or Keras) and `mobilenetv2` (Keras), not Xception-65; bilinear resizing uses half-pixel
-centres (`--config.align_corners=True` for TF1's convention); labels are never downsampled
-(logits are upsampled to label size).
+Deviations: no COCO/JFT pre-training; labels are never downsampled (logits are upsampled to
+label size). `--demo` resizes with half-pixel centres (`align_corners=False`).
 
 --demo changes: generated data (300 train / 100 val scenes, 96-128 x 120-160 pixels, 21
 VOC classes), crop 128, batch 16, a ResNet-50 at a quarter of its width (base width 16) with 64

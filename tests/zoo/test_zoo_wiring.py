@@ -260,3 +260,23 @@ def test_eval_of_a_release_refuses_what_it_cannot_score():
     config.init_from = NAME
     with pytest.raises(train.ConfigError, match="write zoo:NAME"):
         zoo_runs.evaluate_release(config, None, voc)
+
+
+def test_the_paper_model_of_deeplabv3plus_voc_takes_the_released_weights():
+    """With its paper config, the experiment's model has exactly the variables (names and
+    shapes) of the released Xception-65 v3+ architecture, whose mapping onto the official
+    variable lists tests/weights/test_tf_slim.py checks: fine-tuning from it fills everything."""
+    import jax.numpy as jnp
+
+    from jaxseg import zoo
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "experiments"))
+    import deeplabv3plus_voc
+
+    def shapes(model):
+        tree = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 65, 65, 3)))
+        flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+        return {jax.tree_util.keystr(k): v.shape for k, v in flat}
+
+    ours = shapes(deeplabv3plus_voc.build_model(deeplabv3plus_voc.get_config()))
+    assert ours == shapes(zoo.training.model("zoo:xception65_coco_voc_trainaug"))
