@@ -165,7 +165,7 @@ def _size_arg(text: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m jaxseg.predict",
-        description="Segment images with a trained jaxseg checkpoint.",
+        description="Segment images with a trained jaxseg checkpoint or a released model.",
         epilog="Evaluation settings of the run's config: --config.KEY=VALUE (e.g. output stride).",
     )
     source = parser.add_mutually_exclusive_group(required=True)
@@ -260,7 +260,7 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
     else:
         bucket = args.bucket[0] if len(args.bucket) == 1 else tuple(args.bucket)
     if args.model is not None:
-        return _run_with(args, inputs, output, plan, load_release(args, overrides, bucket))
+        return _run_with(args, inputs, output, plan, load_release(args, overrides))
     segmenter = Segmenter.from_run(
         args.workdir,
         args.checkpoint or "best",
@@ -276,7 +276,7 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
     return _run_with(args, inputs, output, plan, segmenter)
 
 
-def load_release(args: argparse.Namespace, overrides: Sequence[str], bucket) -> Segmenter:
+def load_release(args: argparse.Namespace, overrides: Sequence[str]) -> Segmenter:
     """The `Segmenter` of `--model zoo:NAME`: the release's preprocessing and evaluation
     canvas (`jaxseg.zoo.load`), from `--checkpoint` if given, else the cached download."""
     from jaxseg import zoo
@@ -301,7 +301,6 @@ def load_release(args: argparse.Namespace, overrides: Sequence[str], bucket) -> 
             f"--model runs a release as its authors evaluated it; {', '.join(options)} "
             "apply to --workdir runs only"
         )
-    del bucket
     name = args.model.removeprefix("zoo:")
     try:
         return zoo.load(name, checkpoint=args.checkpoint)
