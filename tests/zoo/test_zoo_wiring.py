@@ -286,3 +286,32 @@ def test_the_paper_model_of_deeplabv3plus_voc_takes_the_released_weights():
 
     ours = shapes(deeplabv3plus_voc.build_model(deeplabv3plus_voc.get_config()))
     assert ours == shapes(zoo.training.model("zoo:xception65_coco_voc_trainaug"))
+
+
+def test_zoo_evaluate_scores_by_the_official_multiscale_protocol(release, tmp_path, monkeypatch):
+    """`zoo.evaluate.evaluate` with scales and flip (the one scoring loop of the zoo): labels
+    from TensorFlow's official multi-scale graph are scored as all right, also with output 0
+    left out (ADE20K's "other")."""
+    from jaxseg import zoo
+    from jaxseg.zoo.evaluate import evaluate
+
+    monkeypatch.setenv("JAXSEG_CACHE", str(tmp_path / "cache"))
+    case, official, archive = release
+    seg = zoo.load(NAME, checkpoint=archive, crop_size=65)
+    image = np.random.default_rng(8).integers(0, 256, (50, 41, 3), dtype=np.uint8)
+    scales = (0.75, 1.25)
+    reference = tf_slim_tests.official_multiscale(
+        official, case, image, (65, 65), 16, scales, flip=True
+    )
+    for drop, labels in (
+        (False, np.argmax(reference, -1)),
+        (True, np.argmax(reference[..., 1:], -1)),
+    ):
+        results = evaluate(seg, [(image, labels)], scales=scales, flip=True, drop_first_class=drop)
+        assert results["num_images"] == 1
+        assert results["plain"]["pixel_accuracy"] == 1.0
+        assert results["plain"]["confusion_matrix"].shape == (21 - drop + 1,) * 2
+    wrong = np.argmax(reference, -1)
+    wrong[:10] = (wrong[:10] + 1) % 21
+    results = evaluate(seg, [(image, wrong)], scales=scales, flip=True)
+    assert results["plain"]["pixel_accuracy"] == pytest.approx(1 - 10 * 41 / (50 * 41))
