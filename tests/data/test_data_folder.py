@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from jaxseg.data import folder, folder_layout
+from jaxseg.data.builders import folder, folder_layout
 from jaxseg.data.errors import DataError
 
 COLOURS = {  # class -> RGB in the colour masks

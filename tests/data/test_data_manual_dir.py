@@ -8,7 +8,8 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from jaxseg.data import demo, downloads
+from jaxseg.data import demo
+from jaxseg.data.builders import downloads
 from jaxseg.data.errors import DataError, DatasetNotFoundError
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxseg import experiment
-from jaxseg.data import demo_folder
+from jaxseg.data.demo import folder as demo_folder
 
 from .test_experiment_cli import load
 

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from jaxseg import experiment
-from jaxseg.data import transforms
+from jaxseg.data.pipeline import transforms
 from jaxseg.experiment import evaluation
 from jaxseg.models import PatchClassifier
 

@@ -8,7 +8,7 @@ from jaxseg.data.tf_setup import hide_accelerators_from_tf
 
 hide_accelerators_from_tf()
 
-from jaxseg.data import camvid, downloads, voc  # noqa: E402, F401  (registers the TFDS builders)
+from jaxseg.data.builders import camvid, downloads, voc  # noqa: E402, F401  (registers the TFDS builders)
 from jaxseg.data.datasets import DATASETS, DatasetInfo, get_dataset_info  # noqa: E402
 from jaxseg.data.errors import DataError, DatasetNotFoundError  # noqa: E402
 from jaxseg.data.pipeline import eval_stream, train_stream  # noqa: E402

@@ -47,7 +47,7 @@ from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from jaxseg import train  # noqa: E402
-from jaxseg.data import folder as data_folder  # noqa: E402
+from jaxseg.data.builders import folder as data_folder  # noqa: E402
 from jaxseg.experiment import cli_help, runs  # noqa: E402
 from jaxseg.experiment.config import (  # noqa: E402
     backbone_factory,

@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 
 from jaxseg import train
-from jaxseg.data import transforms
+from jaxseg.data.pipeline import transforms
 from jaxseg.nn import layers as nn_layers
 
 
@@ -120,8 +120,9 @@ def conv_layers(config: ml_collections.ConfigDict) -> nn_layers.ConvLayers:
 def normalize(config: ml_collections.ConfigDict, images: jax.Array) -> jax.Array:
     """RGB float `[B, H, W, 3]` in 0..255 -> the normalised input the model was trained on.
 
-    The same `config.normalization` the data pipeline applies (`jaxseg.data.transforms`), in
-    jnp for prediction and export (an `Experiment`'s `normalize`).
+    The same `config.normalization` the data pipeline applies
+    (`jaxseg.data.pipeline.transforms`), in jnp for prediction and export (an `Experiment`'s
+    `normalize`).
     """
     norm = transforms.get_normalization(config.normalization)
     images = (jnp.asarray(images, jnp.float32) - jnp.asarray(norm.mean)) / jnp.asarray(norm.std)

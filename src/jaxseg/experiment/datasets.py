@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxseg import data, train
 from jaxseg.data import demo as demo_data
-from jaxseg.data import folder as data_folder
+from jaxseg.data.builders import folder as data_folder
 from jaxseg.data.datasets import DatasetInfo
 from jaxseg.experiment.contract import Batch, BatchFn
 from jaxseg.labels import IGNORE_LABEL

@@ -1,0 +1,9 @@
+"""The runtime input pipeline: prepared TFDS splits -> decoded, augmented, batched examples.
+
+`source` reads encoded examples, `transforms` holds the tf.data augmentation and normalisation,
+`streams` turns a split into per-process training and evaluation batches.
+"""
+
+from jaxseg.data.pipeline.streams import eval_stream, train_stream
+
+__all__ = ["eval_stream", "train_stream"]
