@@ -10,6 +10,12 @@ paper's table, mIoU before and after the CRF:
         --config.manual_dir=/data/voc_manual            # first run only: builds the dataset
     python experiments/deeplabv1_voc.py --workdir runs/dlv1_voc --mode=eval --config.crf=True
 
+The authors' released model, evaluated without training (downloaded once into the cache),
+with the CRF settings published with it:
+
+    python experiments/deeplabv1_voc.py --mode=eval --workdir runs/zoo_largefov \\
+        --config.init_from=zoo:deeplab_largefov_voc12 --config.crf=True
+
 Recipe (docs/recipes.md): batch 20, crop 321, flips, SGD momentum 0.9, LR 1e-3 (1e-2 for the
 classifier fc8) multiplied by 0.1 every 2000 steps, 6000 steps, weight decay 5e-4; Caffe VGG16
 inputs (BGR, mean subtracted: Keras' VGG16 weights are those). CRF (`config.crf_params`):

@@ -10,6 +10,12 @@ Paper setting (train_aug, prepared once from the VOC + SBD archives, see README)
         --config.model.output_stride=8 --config.eval_flip=True \\
         --config.eval_scales='(0.5, 0.75, 1.0, 1.25, 1.5, 1.75)'
 
+The authors' released DeepLab v3 model on VOC is a MobileNetV2 one (no ResNet-101 v3 model
+was released); evaluated without training by its published protocols (downloaded once):
+
+    python experiments/deeplabv3_voc.py --mode=eval --workdir runs/zoo_mnv2 \\
+        --config.init_from=zoo:mobilenetv2_coco_voc_trainaug
+
 Recipe (docs/recipes.md): train at output stride 16 (evaluate at 8: same parameters, rates
 doubled), crop 513, random scale 0.5-2.0 and flips, batch 16, SGD momentum 0.9, poly LR (power
 0.9) from 0.007, 30k steps, weight decay 1e-4, BatchNorm decay 0.9997; bf16 compute.

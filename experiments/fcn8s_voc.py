@@ -13,6 +13,16 @@ Quick start: `python experiments/fcn8s_voc.py --demo`.
 Published (VOC2011 seg11valid, pixel acc. / mean acc. / mean IoU / f.w. IoU): 90.3 / 75.9 / 62.7
 / 83.2. Expected here (VOC 2012 val, train_aug) with ImageNet VGG16: about the same mean IoU.
 
+The authors' released FCN-8s, evaluated without training (downloaded once into the cache):
+
+    python experiments/fcn8s_voc.py --mode=eval --workdir runs/zoo_fcn8s \\
+        --config.init_from=zoo:fcn8s_heavy_pascal
+
+It prints the published 65.5 (VOC2011 seg11valid) beside the mIoU measured on the configured
+split, VOC 2012 val: jaxseg does not prepare seg11valid (its 736-image list is not shipped), and
+the release was trained on SBD train, which holds part of VOC 2012 val, so the two numbers are
+not comparable.
+
 Recipe, deviations and --demo changes: those of `fcn32s_voc.py`, whose config this file
 imports; only the model differs. The skip scores are trained at once from VGG16 instead of
 fine-tuning the coarser net (LR 1e-12 for FCN-16s, 1e-14 for FCN-8s in the reference).

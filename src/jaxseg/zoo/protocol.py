@@ -121,28 +121,22 @@ def evaluate_published(
     Returns:
       (`jaxseg.metrics.summarize` of the confusion matrix, the `Published` it compares with).
     """
-    from jaxseg import metrics, zoo
+    from jaxseg import zoo
+    from jaxseg.zoo.evaluate import evaluate
 
     published = zoo.entry(name).published[which]
     segmenter = zoo.load(name, checkpoint, published.eval_output_stride, crop_size)
     release = zoo.deeplab_models.RELEASES.get(name)
-    drop_other = release is not None and release.labels == "ade20k"
-    names = segmenter.class_names[1:] if drop_other else segmenter.class_names
-    total = None
-    for image, label in pairs:
-        if drop_other:
-            probabilities = official_probabilities(
-                segmenter, image, published.eval_scales, published.eval_flip
-            )
-            prediction = np.argmax(probabilities[..., 1:], -1)
-        else:
-            prediction = labels_by_protocol(
-                segmenter, image, published.eval_scales, published.eval_flip
-            )
-        cm = metrics.confusion_matrix(
-            np.asarray(label)[None], prediction[None], len(names), ignore_label, out_of_range=True
-        )
-        total = metrics.accumulate(total, cm)
-    if total is None:
+    results = evaluate(
+        segmenter,
+        pairs,
+        ignore_label=ignore_label,
+        scales=published.eval_scales,
+        flip=published.eval_flip,
+        drop_first_class=release is not None and release.labels == "ade20k",
+    )
+    if not results["num_images"]:
         raise ValueError(f"evaluate_published({name!r}): no (image, label) pairs given")
-    return metrics.summarize(total, names, out_of_range=True), published
+    summary = results["plain"]
+    del summary["confusion_matrix"]
+    return summary, published

@@ -1,0 +1,152 @@
+"""Released weights in experiments: `--config.init_from=zoo:NAME`.
+
+Training starts from the release (`init_from_zoo`, called by `init_from_pretrained`):
+ImageNet backbone entries fill the backbone, whole-model entries every variable, the
+classifier only when the number of classes matches. `--mode=eval` on a folder without
+checkpoints evaluates the release itself (`evaluate_release`) on the experiment's prepared
+dataset, by the published protocol, and prints the published number beside the measured one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from jaxseg import train
+from jaxseg.data.datasets import DatasetInfo
+
+PREFIX = "zoo:"
+
+
+def zoo_name(config: ml_collections.ConfigDict) -> str:
+    """The entry named by `config.init_from` ("zoo:NAME"), checked to be in the zoo."""
+    from jaxseg import zoo
+
+    spec = config.init_from
+    if not spec.startswith(PREFIX):
+        raise train.ConfigError(
+            f"config.init_from={spec!r}: write zoo:NAME, NAME from `python -m jaxseg.zoo list`"
+        )
+    name = spec[len(PREFIX) :]
+    try:
+        zoo.entry(name)
+    except KeyError as e:
+        raise train.ConfigError(f"config.init_from={spec!r}: {e.args[0]}") from None
+    return name
+
+
+def init_from_zoo(config: ml_collections.ConfigDict, state: train.TrainState) -> train.TrainState:
+    """`state` with the released variables of `config.init_from` put in (see the module doc).
+
+    Raises:
+      ConfigError: an unknown entry, an entry that is not a DeepLab TF-slim release, both
+        `init_from` and `pretrained` set, or a model that is not the release's architecture
+        (the message names the release's architecture and the experiment's model).
+    """
+    from jaxseg import zoo
+
+    name = zoo_name(config)
+    if config.get("pretrained"):
+        raise train.ConfigError(
+            f"config.init_from={config.init_from!r} and config.pretrained="
+            f"{config.pretrained!r} both give initial weights; keep one"
+        )
+    if name not in zoo.deeplab_models.RELEASES:
+        raise train.ConfigError(
+            f"config.init_from={config.init_from!r}: initialising training is supported for "
+            f"the DeepLab TF-slim releases ({', '.join(sorted(zoo.deeplab_models.RELEASES))}); "
+            f"{name} can be evaluated (--mode=eval) or used by jaxseg.predict --model"
+        )
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    try:
+        variables = zoo.training.initial_variables(config.init_from, variables)
+    except ValueError as e:
+        release = zoo.deeplab_models.RELEASES[name].arch
+        model = config.get("model", {})
+        raise train.ConfigError(
+            f"config.init_from={config.init_from!r} is {zoo.entry(name).architecture} "
+            f"({release.key()}); this experiment builds a model with "
+            f"backbone={model.get('backbone')!r}, which does not take these weights: {e}"
+        ) from None
+    return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+
+
+def dataset_pairs(
+    builder: Any, split: str, info: DatasetInfo
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`(uint8 [H, W, 3] RGB image, int32 [H, W] labels)` of every example of `split`, as the
+    experiment's evaluation reads them (labels mapped through `info`), at their own size."""
+    from jaxseg import data
+
+    stream = data.eval_stream(builder, split, batch_size=1, normalization="none", dataset_info=info)
+    for batch in stream:
+        for i in np.flatnonzero(batch["mask"]):
+            height, width = batch["size"][i]
+            image = np.asarray(batch["image"][i, :height, :width])
+            yield (
+                np.clip(np.rint(image), 0, 255).astype(np.uint8),
+                np.asarray(batch["label"][i, :height, :width], np.int32),
+            )
+
+
+def evaluate_release(
+    config: ml_collections.ConfigDict, builder: Any, info: DatasetInfo
+) -> dict[str, Any]:
+    """Scores the release `config.init_from` on the prepared dataset's evaluation split by
+    each of its published protocols (`jaxseg.zoo.evaluate.evaluate_entry`: the release's own
+    preprocessing, evaluation canvas, output stride, scales, flip; with `config.crf` the CRF
+    settings published with it) and prints published and measured numbers side by side.
+
+    Returns:
+      `{"init_from", "split", "results": [{"metric", "protocol", "published", "measured"}]}`.
+    """
+    from jaxseg import zoo
+    from jaxseg.experiment.datasets import eval_split
+    from jaxseg.zoo import evaluate
+
+    name = zoo_name(config)
+    item = zoo.entry(name)
+    if name in zoo.deeplab_models.RELEASES and zoo.deeplab_models.RELEASES[name].labels is None:
+        raise train.ConfigError(
+            f"config.init_from={config.init_from!r} is an ImageNet backbone without a "
+            "segmentation head: nothing to evaluate; train from it with --mode=train"
+        )
+    if item.num_classes != len(info.class_names):
+        ade20k_other = item.num_classes == len(info.class_names) + 1  # DeepLab's "other"
+        if not ade20k_other:
+            raise train.ConfigError(
+                f"config.init_from={config.init_from!r} predicts {item.num_classes} classes, "
+                f"the dataset {config.dataset} has {len(info.class_names)}: evaluate it with "
+                "an experiment of its label set"
+            )
+    if config.crf and name not in evaluate.RELEASE_CRF:
+        raise train.ConfigError(
+            f"--config.crf=True: {name} was not published with CRF settings; drop the flag"
+        )
+    split = eval_split(config)
+    try:
+        measured = evaluate.evaluate_entry(
+            name, lambda: dataset_pairs(builder, split, info), crf=bool(config.crf)
+        )
+    except (KeyError, ValueError) as e:
+        raise train.ConfigError(f"config.init_from={config.init_from!r}: {e}") from None
+    lines = [f"\n{name} ({item.architecture}) on {config.dataset}:{split}, no training:"]
+    results = []
+    for published, value in measured:
+        text = "not measured (--config.crf=True)" if value is None else f"measured {value:.2f}"
+        lines.append(
+            f"  {published.metric}: published {published.value} ({published.protocol}); {text}"
+        )
+        results.append(
+            dict(
+                metric=published.metric,
+                protocol=published.protocol,
+                published=published.value,
+                measured=value,
+            )
+        )
+    print("\n".join(lines))
+    return {"init_from": config.init_from, "split": split, "results": results}
