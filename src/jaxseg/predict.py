@@ -203,6 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=[32],
         help="pad whole images to a multiple of N, or to the next of several sizes (0: no pad)",
     )
+    parser.add_argument(
+        "--output-stride",
+        type=int,
+        help="--model only: evaluation output stride (default: the release's)",
+    )
+    parser.add_argument(
+        "--crop-size",
+        type=_size_arg,
+        help="--model only: evaluation canvas N or HxW (default: the release's)",
+    )
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     parser.add_argument(
         "--legend",
@@ -272,6 +282,11 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
         bucket = args.bucket[0] if len(args.bucket) == 1 else tuple(args.bucket)
     if args.model is not None:
         return _run_with(args, inputs, output, plan, load_release(args, overrides))
+    if args.output_stride is not None or args.crop_size is not None:
+        raise PredictError(
+            "--output-stride and --crop-size apply to --model only; a run's evaluation stride "
+            "is --config.model.output_stride=N"
+        )
     segmenter = Segmenter.from_run(
         args.workdir,
         args.checkpoint or "best",
@@ -314,7 +329,12 @@ def load_release(args: argparse.Namespace, overrides: Sequence[str]) -> Segmente
         )
     name = args.model.removeprefix("zoo:")
     try:
-        return zoo.load(name, checkpoint=args.checkpoint)
+        return zoo.load(
+            name,
+            checkpoint=args.checkpoint,
+            output_stride=args.output_stride,
+            crop_size=args.crop_size,
+        )
     except KeyError as e:
         raise PredictError(f"--model {args.model}: {e.args[0]}") from None
     except (ValueError, FileNotFoundError) as e:

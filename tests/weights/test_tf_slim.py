@@ -750,5 +750,5 @@ def test_zoo_predict_command_writes_label_pngs(mobilenet_release, tmp_path, monk
     expected = np.argmax(official_logits(official, case, image, (65, 65), 16), -1)
     np.testing.assert_array_equal(np.asarray(Image.open(out / "a.png")), expected)
     assert (out / "a_overlay.jpg").exists() and "notes.txt" in capsys.readouterr().err
-    assert main([*args, "--output", str(out), "--crop-size", "65"]) == 1  # never overwrites
-    assert "refusing to overwrite" in capsys.readouterr().err
+    assert main([*args, "--output", str(out), "--crop-size", "65"]) == 2  # never overwrites
+    assert "already holds 2 file(s)" in capsys.readouterr().err
