@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -318,6 +319,55 @@ def test_segmenter_from_run_and_export_use_the_run(run, tmp_path):
     reloaded = export.load_stablehlo(path)
     got = reloaded(jnp.asarray(image[None] / 127.5 - 1.0, jnp.float32))
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def test_from_run_applies_the_weight_average_of_an_ema_run(tmp_path):
+    """A run trained with `ema_decay` is used with its averaged weights, as its evaluation was."""
+    from jaxseg.segmenter import Segmenter
+    from jaxseg.train.optim import ParamsEmaState
+
+    path = _write_experiment(tmp_path / "tiny_voc.py", num_classes=3)
+    text = path.read_text().replace(
+        'config.normalization = "inception"',
+        'config.normalization = "inception"\n    config.ema_decay = 0.5',
+    )
+    path.write_text(text)
+    exp = runs.import_experiment(path)
+    config = exp.get_config()
+    model = exp.model(config)
+    raw, average = _params(3, seed=1), _params(3, seed=2)
+    tx = train.make_train_optimizer(config)
+
+    def with_average(node):
+        if isinstance(node, ParamsEmaState):
+            return ParamsEmaState(count=jnp.asarray(3, jnp.int32), ema=average)
+        return node
+
+    opt_state = jax.tree_util.tree_map(
+        with_average, tx.init(raw), is_leaf=lambda x: isinstance(x, ParamsEmaState)
+    )
+    state = train.TrainState(
+        step=jnp.asarray(3, jnp.int32),
+        apply_fn=model.apply,
+        params=raw,
+        tx=tx,
+        opt_state=opt_state,
+        batch_stats={},
+    )
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    runs.write_run(workdir, exp, config, demo=False, model_name=type(model).__name__)
+    checkpoints = train.Checkpoints(workdir / "checkpoints", async_save=False)
+    checkpoints.save(3, state, train.model_signature(state))
+    checkpoints.close()
+
+    seg = Segmenter.from_run(workdir, "latest")
+    image = np.random.default_rng(6).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    x = jnp.asarray(image[None] / 127.5 - 1.0)
+    want = np.asarray(model.apply({"params": average}, x))[0]
+    np.testing.assert_allclose(seg.logits(image), want, rtol=1e-5, atol=1e-5)
+    raw_logits = np.asarray(model.apply({"params": raw}, x))[0]
+    assert np.abs(raw_logits - want).max() > 1e-2  # the test can tell the two apart
 
 
 def test_moved_experiment_file_is_named_with_experiment(run, inputs, tmp_path, capsys):

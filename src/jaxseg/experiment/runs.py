@@ -302,7 +302,8 @@ def restore_variables(
 ) -> tuple[Any, dict, int]:
     """`(model, {"params", "batch_stats"}, step)` of checkpoint `checkpoint` ("best", "latest"
     or a step, as `--mode=eval` takes it) on the default device, read through
-    `jaxseg.train.Checkpoints` without touching a save in flight."""
+    `jaxseg.train.Checkpoints` without touching a save in flight. The params are what
+    evaluation applies: the moving average of the weights for a run with `ema_decay`."""
     workdir = os.fspath(workdir)
     model = experiment.model(config)
     step = find_checkpoint(workdir, checkpoint, config)
@@ -313,7 +314,7 @@ def restore_variables(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes
     )
     state = restore(template, workdir, step, config)
-    return model, {"params": state.params, "batch_stats": state.batch_stats}, step
+    return model, train.eval_variables(state), step
 
 
 def recorded_classes(record: Mapping[str, Any]) -> tuple[tuple[str, ...], np.ndarray] | None:
