@@ -62,6 +62,24 @@ def load_folder(config: ml_collections.ConfigDict) -> tuple[Any, DatasetInfo]:
         raise train.ConfigError(f"config.dataset={config.dataset!r}: {e}") from None
 
 
+def _check_splits(config: ml_collections.ConfigDict, builder: Any) -> Any:
+    """`builder` if it holds `config.train_split` and `config.eval_split`, else a ConfigError
+    naming the split, the prepared folder and the splits it has (a data folder prepared by an
+    older builder version, or from a tree without the split's images, lacks newer splits)."""
+    have = sorted(builder.info.splits.keys())
+    for key in ("train_split", "eval_split"):
+        for part in str(config[key]).split("+"):  # TFDS split syntax: "a+b[:10]"
+            split = part.split("[")[0].strip()
+            if split in have:
+                continue
+            raise train.ConfigError(
+                f"config.{key}={config[key]!r}: {config.dataset} prepared in {builder.data_dir} "
+                f"has no split {split!r}, only {have}. Prepare it again from the full dataset "
+                f"files (--config.manual_dir) into a new --config.data_dir, or pick one of {have}."
+            )
+    return builder
+
+
 def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
     """The prepared TFDS builder for `config.dataset` (generated data with `demo`, unless the
     dataset is a `folder:DIR`, which replaces the generated data).
@@ -90,7 +108,7 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
     except Exception as e:  # unknown name or config: TFDS lists what it knows
         raise train.ConfigError(f"config.dataset={config.dataset!r}: {e}") from None
     if builder.is_prepared():
-        return builder
+        return _check_splits(config, builder)
     if config.manual_dir or config.download:
         try:
             # With config.download False nothing is fetched and a failed attempt leaves nothing.
@@ -103,7 +121,7 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
             raise DatasetNotFoundError(
                 f"preparing {config.dataset} in {builder.data_dir} failed: {type(e).__name__}: {e}"
             ) from e
-        return builder
+        return _check_splits(config, builder)
     manual = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
     if manual:
         how = (
