@@ -160,4 +160,12 @@ def split_items(sources: VocSources, *, with_extra: bool) -> dict[str, list[Item
     seg11valid = seg11valid_items(sources)
     if seg11valid:
         splits["seg11valid"] = seg11valid
+        overlap = sorted({item.name for item in seg11valid} & set(train_names))
+        if overlap:  # VOC 2012 val holds VOC 2011 val, so the official lists give none
+            logging.warning(
+                "%d seg11valid images are also in the training split (first: %s): scores on "
+                "seg11valid of a model trained on it are not held-out scores",
+                len(overlap),
+                overlap[0],
+            )
     return splits
