@@ -98,3 +98,21 @@ def test_tree_without_seg11valid_images_has_no_such_split(voc_builder):
         _check_splits(config, voc_builder)
     config.eval_split = "validation[:3]"
     assert _check_splits(config, voc_builder) is voc_builder
+
+
+def test_folder_of_an_older_version_is_named(build_dataset, tmp_path):
+    # A data folder prepared before seg11valid existed holds version 1.0.0 only; stand one in by
+    # renaming a fresh build, then ask for the dataset without manual files.
+    from jaxseg.data import demo
+    from jaxseg.experiment import DatasetNotFoundError
+    from jaxseg.experiment import config as experiment_config
+    from jaxseg.experiment.datasets import load_builder
+
+    demo.write_voc_tree(tmp_path / "manual", 3, 2, seed=1, image_size=(24, 32))
+    build_dataset("voc_segmentation/2012", tmp_path / "tfds", tmp_path / "manual")
+    folder = tmp_path / "tfds" / "voc_segmentation" / "2012"
+    (folder / "1.1.0").rename(folder / "1.0.0")
+    config = experiment_config.base_config()
+    config.dataset, config.data_dir = "voc_segmentation/2012", str(tmp_path / "tfds")
+    with pytest.raises(DatasetNotFoundError, match=r"holds version 1\.0\.0.*needs version 1\.1\.0"):
+        load_builder(config, demo=False)

@@ -80,6 +80,23 @@ def _check_splits(config: ml_collections.ConfigDict, builder: Any) -> Any:
     return builder
 
 
+def _older_versions(builder: Any) -> str:
+    """A sentence naming other prepared versions next to `builder.data_dir`, or ""."""
+    folder = Path(builder.data_dir).parent
+    others = sorted(
+        path.name
+        for path in (folder.iterdir() if folder.is_dir() else ())
+        if path.name != str(builder.version) and (path / "dataset_info.json").is_file()
+    )
+    if not others:
+        return ""
+    return (
+        f" {folder} holds version {', '.join(others)}, prepared by an older jaxseg; this one "
+        f"needs version {builder.version}: prepare it again "
+        "from the same files."
+    )
+
+
 def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
     """The prepared TFDS builder for `config.dataset` (generated data with `demo`, unless the
     dataset is a `folder:DIR`, which replaces the generated data).
@@ -133,7 +150,8 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
         how = f"TFDS downloads {builder.name} itself: run again with --config.download=True."
     script = Path(sys.argv[0]).name if sys.argv and sys.argv[0].endswith(".py") else "X.py"
     raise DatasetNotFoundError(
-        f"{config.dataset} is not prepared in {builder.data_dir}.\n\n{how}\n\nTo try the "
+        f"{config.dataset} is not prepared in {builder.data_dir}.{_older_versions(builder)}"
+        f"\n\n{how}\n\nTo try the "
         f"experiment without downloading anything: python experiments/{script} --demo"
     )
 
