@@ -17,7 +17,7 @@ def test_shipped_list_is_fcns_seg11valid():
     assert hashlib.md5(raw).hexdigest() == SEG11VALID_MD5 and len(raw) == 8832
     names = raw.decode().split()
     assert len(names) == len(set(names)) == 736
-    # VOC2011 names: 2007..2011 images only (VOC2012 added no segmentation val year of its own).
+    # VOC2011 naming: the year of a VOC release up to 2011, underscore, six digits.
     assert all(re.fullmatch(r"20(0[7-9]|1[01])_\d{6}", name) for name in names)
 
 
