@@ -11,7 +11,8 @@ Paper setting (train_aug, prepared once from the VOC + SBD archives, see README)
 Quick start: `python experiments/fcn16s_voc.py --demo`.
 
 Published (VOC2011 seg11valid, pixel acc. / mean acc. / mean IoU / f.w. IoU): 90.0 / 75.7 / 62.4
-/ 83.0. Expected here (VOC 2012 val, train_aug) with ImageNet VGG16: about the same mean IoU.
+/ 83.0. Evaluated here on seg11valid too (the config of `fcn32s_voc.py`); expected
+(train_aug, ImageNet VGG16): about the same mean IoU.
 
 Recipe, deviations and --demo changes: those of `fcn32s_voc.py`, whose config this file
 imports; only the model differs. The skip scores are trained at once from VGG16 instead of

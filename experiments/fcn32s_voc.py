@@ -16,8 +16,11 @@ those weights, fc1/fc2 included). The reference sums the loss over pixels with L
 code averages it over valid pixels, whose gradient is 1/N of the sum's, so the same steps take
 LR 1e-10 x N with N ~ 500 x 375 = 1.9e5 pixels per image: 2e-5.
 
-Published (VOC2011 seg11valid, pixel acc. / mean acc. / mean IoU / f.w. IoU): 89.1 / 73.3 / 59.4
-/ 81.4. Expected here (VOC 2012 val, train_aug) with ImageNet VGG16: about the same mean IoU.
+Evaluated on seg11valid, the paper's split: the 736 images of VOC2011 val not in SBD train
+(`voc_segmentation` builds it from the VOC 2012 archive; `--config.eval_split=validation` scores
+VOC 2012 val instead). Published (seg11valid, pixel acc. / mean acc. / mean IoU / f.w. IoU):
+89.1 / 73.3 / 59.4 / 81.4. Expected here (train_aug, which leaves out all of VOC 2012 val) with
+ImageNet VGG16: about the same mean IoU.
 
 FCN-16s and FCN-8s (`fcn16s_voc.py`, `fcn8s_voc.py`) import this file and change only the model.
 
@@ -25,7 +28,7 @@ Deviations: SAME padding with every map aligned to the input instead of the refe
 100-pixel input pad and fixed crops (`--config.model.faithful_padding=True` restores them);
 FCN-16s/8s are trained at once from VGG16 (zero-initialised skip scores) instead of being
 fine-tuned from the coarser net with LR 1e-12 / 1e-14; no doubled bias learning rate; trained
-on VOC2012 train_aug, evaluated on VOC2012 val (the paper: SBD train, seg11valid).
+on VOC2012 train_aug (10,582 images; the paper: SBD train, 8,498).
 
 --demo changes: generated data (300/100 scenes, 21 classes), crop 96, batch 4 (VGG16 is heavy
 for a CPU), fc6/fc7 with 256 channels, Adam at 2e-4 for 300 steps instead of SGD (a VGG16
@@ -42,6 +45,7 @@ from jaxseg.models import FCN32s
 def get_config() -> ml_collections.ConfigDict:
     config = experiment.base_config()
     config.dataset = "voc_segmentation/2012_aug"
+    config.eval_split = "seg11valid"  # the FCN papers' and releases' evaluation set
     config.num_classes = 21
     config.crop_size = 512
     config.train_scales = (1.0,)

@@ -11,17 +11,18 @@ Paper setting (train_aug, prepared once from the VOC + SBD archives, see README)
 Quick start: `python experiments/fcn8s_voc.py --demo`.
 
 Published (VOC2011 seg11valid, pixel acc. / mean acc. / mean IoU / f.w. IoU): 90.3 / 75.9 / 62.7
-/ 83.2. Expected here (VOC 2012 val, train_aug) with ImageNet VGG16: about the same mean IoU.
+/ 83.2. Evaluated here on seg11valid too (the config of `fcn32s_voc.py`); expected
+(train_aug, ImageNet VGG16): about the same mean IoU.
 
 The authors' released FCN-8s, evaluated without training (downloaded once into the cache):
 
     python experiments/fcn8s_voc.py --mode=eval --workdir runs/zoo_fcn8s \\
         --config.init_from=zoo:fcn8s_heavy_pascal
 
-It prints the published 65.5 (VOC2011 seg11valid) beside the mIoU measured on the configured
-split, VOC 2012 val: jaxseg does not prepare seg11valid (its 736-image list is not shipped), and
-the release was trained on SBD train, which holds part of VOC 2012 val, so the two numbers are
-not comparable.
+It prints the published 65.5 beside the mIoU measured on the configured split, seg11valid, the
+split the release was published on (VOC2011 val minus SBD train, which the release was trained
+on). `--config.eval_split=validation` would score it on VOC 2012 val, part of which is in SBD
+train: not a held-out number.
 
 Recipe, deviations and --demo changes: those of `fcn32s_voc.py`, whose config this file
 imports; only the model differs. The skip scores are trained at once from VGG16 instead of

@@ -133,6 +133,19 @@ def test_demo_never_initialises_from_a_download():
     assert deeplabv3plus_voc.demo_config(config).init_from == ""
 
 
+def test_fcn_experiments_evaluate_on_seg11valid():
+    """The FCN papers and releases report seg11valid: the configs evaluate there (--demo's
+    generated data has no such split and keeps `validation`)."""
+    sys.path.insert(0, str(Path(__file__).parents[2] / "experiments"))
+    import fcn8s_voc
+    import fcn32s_voc
+
+    for module in (fcn32s_voc, fcn8s_voc):
+        config = module.EXPERIMENT.get_config()
+        assert config.eval_split == "seg11valid"
+        assert module.EXPERIMENT.demo_config(config).eval_split == "validation"
+
+
 def test_eval_of_a_release_prints_published_and_measured(cached, tmp_path, capsys):
     """`--mode=eval` with init_from and no checkpoint: the release scored on the prepared
     dataset, expected from TensorFlow's official logits and a numpy confusion matrix."""

@@ -62,6 +62,41 @@ def load_folder(config: ml_collections.ConfigDict) -> tuple[Any, DatasetInfo]:
         raise train.ConfigError(f"config.dataset={config.dataset!r}: {e}") from None
 
 
+def _check_splits(config: ml_collections.ConfigDict, builder: Any) -> Any:
+    """`builder` if it holds `config.train_split` and `config.eval_split`, else a ConfigError
+    naming the split, the prepared folder and the splits it has (a data folder prepared by an
+    older builder version, or from a tree without the split's images, lacks newer splits)."""
+    have = sorted(builder.info.splits.keys())
+    for key in ("train_split", "eval_split"):
+        for part in str(config[key]).split("+"):  # TFDS split syntax: "a+b[:10]"
+            split = part.split("[")[0].strip()
+            if split in have:
+                continue
+            raise train.ConfigError(
+                f"config.{key}={config[key]!r}: {config.dataset} prepared in {builder.data_dir} "
+                f"has no split {split!r}, only {have}. Prepare it again from the full dataset "
+                f"files (--config.manual_dir) into a new --config.data_dir, or pick one of {have}."
+            )
+    return builder
+
+
+def _older_versions(builder: Any) -> str:
+    """A sentence naming other prepared versions next to `builder.data_dir`, or ""."""
+    folder = Path(builder.data_dir).parent
+    others = sorted(
+        path.name
+        for path in (folder.iterdir() if folder.is_dir() else ())
+        if path.name != str(builder.version) and (path / "dataset_info.json").is_file()
+    )
+    if not others:
+        return ""
+    return (
+        f" {folder} holds version {', '.join(others)}, prepared by an older jaxseg; this one "
+        f"needs version {builder.version}: prepare it again "
+        "from the same files."
+    )
+
+
 def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
     """The prepared TFDS builder for `config.dataset` (generated data with `demo`, unless the
     dataset is a `folder:DIR`, which replaces the generated data).
@@ -90,7 +125,7 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
     except Exception as e:  # unknown name or config: TFDS lists what it knows
         raise train.ConfigError(f"config.dataset={config.dataset!r}: {e}") from None
     if builder.is_prepared():
-        return builder
+        return _check_splits(config, builder)
     if config.manual_dir or config.download:
         try:
             # With config.download False nothing is fetched and a failed attempt leaves nothing.
@@ -103,7 +138,7 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
             raise DatasetNotFoundError(
                 f"preparing {config.dataset} in {builder.data_dir} failed: {type(e).__name__}: {e}"
             ) from e
-        return builder
+        return _check_splits(config, builder)
     manual = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
     if manual:
         how = (
@@ -115,7 +150,8 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
         how = f"TFDS downloads {builder.name} itself: run again with --config.download=True."
     script = Path(sys.argv[0]).name if sys.argv and sys.argv[0].endswith(".py") else "X.py"
     raise DatasetNotFoundError(
-        f"{config.dataset} is not prepared in {builder.data_dir}.\n\n{how}\n\nTo try the "
+        f"{config.dataset} is not prepared in {builder.data_dir}.{_older_versions(builder)}"
+        f"\n\n{how}\n\nTo try the "
         f"experiment without downloading anything: python experiments/{script} --demo"
     )
 

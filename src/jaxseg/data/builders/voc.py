@@ -7,9 +7,11 @@ Stock TFDS ``voc`` carries boxes only. After ``import jaxseg.data``::
 
 Features: ``image`` (JPEG bytes as published, ``uint8 [H, W, 3]`` decoded), ``label`` (PNG,
 ``uint8 [H, W, 1]``, class index 0..20, 255 = ignore/object border), ``file_name``
-(``"2007_000032.jpg"``). Splits: ``train`` and ``validation`` in both configs (``train`` of
-``2012_aug`` is the 10,582-image train_aug set). See ``voc_splits`` for how splits are formed
-and ``voc_sources`` for where the raw files may live.
+(``"2007_000032.jpg"``). Splits: ``train``, ``validation`` and ``seg11valid`` (VOC2011 val
+minus SBD train, 736 images, the FCN papers' evaluation set) in both configs (``train`` of
+``2012_aug`` is the 10,582-image train_aug set; ``seg11valid`` is left out only for trees that
+hold none of its images, such as the generated demo data). See ``voc_splits`` for how splits
+are formed and ``voc_sources`` for where the raw files may live.
 """
 
 import dataclasses
@@ -43,14 +45,21 @@ class VocConfig(tfds.core.BuilderConfig):
 class VocSegmentation(downloads.OneLinePreparation, tfds.core.GeneratorBasedBuilder):
     """PASCAL VOC 2012 segmentation; config ``2012`` or ``2012_aug`` (train_aug with SBD)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "VOC 2012 segmentation, optional SBD train_aug."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "VOC 2012 segmentation, optional SBD train_aug.",
+        "1.1.0": "seg11valid split (VOC2011 val minus SBD train, 736 images; FCN protocol).",
+    }
     BUILDER_CONFIGS = [
-        VocConfig(name="2012", description="VOC2012 train 1,464 / validation 1,449."),
+        VocConfig(
+            name="2012", description="VOC2012 train 1,464 / validation 1,449 / seg11valid 736."
+        ),
         VocConfig(
             name="2012_aug",
             with_sbd=True,
-            description="train = VOC train + SBD - VOC val (10,582) / validation 1,449.",
+            description=(
+                "train = VOC train + SBD - VOC val (10,582) / validation 1,449 / seg11valid 736."
+            ),
         ),
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = voc_sources.INSTRUCTIONS
