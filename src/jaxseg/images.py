@@ -37,6 +37,17 @@ def upright(image: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """A PIL image as uint8 RGB `[H, W, 3]` in its displayed orientation (see `read_rgb`)."""
+    image = upright(image)
+    if image.mode in ("I;16", "I;16B", "I", "F"):
+        # PIL's RGB conversion would clip these to 255 instead of scaling them.
+        values = np.asarray(image, np.float64)
+        span = max(float(values.max()), 1.0)
+        image = Image.fromarray(np.round(values / span * 255).astype(np.uint8))
+    return np.asarray(image.convert("RGB"))
+
+
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """An image file as uint8 RGB `[H, W, 3]` in its displayed orientation.
 
@@ -51,12 +62,6 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            image = upright(image)
-            if image.mode in ("I;16", "I;16B", "I", "F"):
-                # PIL's RGB conversion would clip these to 255 instead of scaling them.
-                values = np.asarray(image, np.float64)
-                span = max(float(values.max()), 1.0)
-                image = Image.fromarray(np.round(values / span * 255).astype(np.uint8))
-            return np.asarray(image.convert("RGB"))
+            return to_rgb(image)
     except Image.UnidentifiedImageError as e:
         raise NotAnImageError(f"{path} is not an image PIL can read") from e

@@ -30,9 +30,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from jaxseg import inference
+from jaxseg.images import to_rgb
 
 Normalize = Callable[[jax.Array], jax.Array]
 
@@ -40,11 +41,11 @@ Normalize = Callable[[jax.Array], jax.Array]
 def as_rgb_array(image: Any) -> np.ndarray:
     """One image as a real-valued `[H, W, 3]` array in 0..255 units.
 
-    PIL images are rotated to their displayed orientation (EXIF) and converted to RGB; arrays
-    must already be `[H, W, 3]` RGB.
+    PIL images are rotated to their displayed orientation (EXIF) and converted to RGB
+    (`jaxseg.images.to_rgb`); arrays must already be `[H, W, 3]` RGB.
     """
     if isinstance(image, Image.Image):
-        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+        return to_rgb(image)
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[-1] != 3 or not np.issubdtype(array.dtype, np.number):
         raise ValueError(
@@ -90,12 +91,11 @@ class Segmenter:
         align_corners: bool = False,
         crf: Mapping[str, float] | None = None,
     ):
-        if not scales or any(not s > 0 for s in scales):
-            raise ValueError(f"scales must be positive numbers, got {tuple(scales)!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        # bucket sizes >= 1, window stride <= window (else pixels between windows stay 0)
-        inference.check_options(bucket=bucket, sliding_window=sliding_window)
+        # scales > 0, bucket sizes >= 1, window stride <= window (else pixels between windows
+        # stay 0), batch size >= 1
+        inference.check_options(
+            scales=scales, bucket=bucket, sliding_window=sliding_window, batch_size=batch_size
+        )
         if len(tuple(pad_pixel)) != 3:
             raise ValueError(f"pad_pixel must be an RGB triple, got {tuple(pad_pixel)!r}")
         self.model = model

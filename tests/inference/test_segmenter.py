@@ -113,3 +113,14 @@ def test_bad_inputs_name_the_problem(setup):
 
 def test_top_level_name():
     assert jaxseg.Segmenter is Segmenter
+
+
+def test_sixteen_bit_pil_image_is_scaled_not_clipped(setup):
+    """A 16-bit grey PIL image is rescaled by its maximum into 0..255 (as files are read),
+    not clipped at 255 by PIL's RGB conversion."""
+    grey = np.random.default_rng(4).integers(0, 4000, (9, 11), dtype=np.uint16)
+    grey[0, 0] = 4000
+    seg = _segmenter(setup, bucket=None)
+    scaled = np.round(grey / 4000.0 * 255).astype(np.uint8)
+    want = seg.logits(np.repeat(scaled[..., None], 3, axis=-1))
+    np.testing.assert_allclose(seg.logits(Image.fromarray(grey)), want, rtol=1e-5, atol=1e-5)

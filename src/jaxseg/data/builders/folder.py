@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image, ImageOps
+from PIL import Image
 
-from jaxseg import viz
+from jaxseg import images, viz
 from jaxseg.data import label_tables as lt
 from jaxseg.data.builders import example_io, folder_layout, readers
 from jaxseg.data.builders.folder_layout import FolderSpec, Layout, is_folder_spec, parse_spec
@@ -66,11 +66,11 @@ def read_image(path: Path, min_size: int) -> tuple[bytes, tuple[int, int]]:
         data = path.read_bytes()
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            orientation = image.getexif().get(0x0112, 1)
+            orientation = images.exif_orientation(image)
             if image.format in ("JPEG", "PNG") and image.mode == "RGB" and orientation == 1:
                 width, height = image.size
             else:
-                upright = ImageOps.exif_transpose(image).convert("RGB")
+                upright = images.upright(image).convert("RGB")
                 width, height = upright.size
                 buffer = io.BytesIO()
                 upright.save(buffer, format="PNG", compress_level=3)
