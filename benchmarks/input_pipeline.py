@@ -3,7 +3,7 @@
     python benchmarks/input_pipeline.py [--cores 1] [--batches 30] [--crop 513]
 
 Generates 500x375 VOC-like JPEGs + palette masks (jaxseg.data.demo), builds them with the real
-``voc_segmentation`` builder, then times ``jaxseg.data.train_stream`` (decode, random scale
+``voc_segmentation`` builder, then times ``jaxseg.data.pipeline.train_stream`` (decode, random scale
 0.5-2.0, pad, random 513 crop, flip, ImageNet normalisation, batching, numpy conversion).
 With ``--cores N`` the process is pinned to N cores and tf.data gets N threads, so
 ``images/s / N`` is the per-core rate. Target: >= 150 images/s per core (2-4 host cores per GPU).
@@ -35,7 +35,8 @@ def main() -> None:
 
     tf.config.threading.set_inter_op_parallelism_threads(len(cores))
     tf.config.threading.set_intra_op_parallelism_threads(len(cores))
-    from jaxseg.data import demo, train_stream
+    from jaxseg.data import demo
+    from jaxseg.data.pipeline import train_stream
 
     root = args.data_dir or tempfile.mkdtemp(prefix="jaxseg_bench_")
     manual = os.path.join(root, "manual")

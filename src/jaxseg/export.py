@@ -14,7 +14,7 @@ through `jaxseg.inference` (bucket padding or sliding windows) around the reload
   returns `logits`, ready for TF Serving.
 
 Export `platforms=("cpu", "cuda")` to serve one artifact on both. A training run exports as it
-was trained: `seg = jaxseg.Segmenter.from_run(workdir)` rebuilds the model from the run's
+was trained: `seg = jaxseg.experiment.load_segmenter(workdir)` rebuilds the model from the run's
 `run.json` and checkpoint, then `export_stablehlo(seg.model, seg.variables, ...)`; the exported
 function takes network inputs, normalised as `seg.normalize` does.
 """

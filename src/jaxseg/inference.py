@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxseg.crf import dense_crf
 from jaxseg.ops import bilinear_resize_matrix, resize_bilinear
 
 ApplyFn = Callable[[jax.Array], jax.Array]
@@ -426,6 +427,67 @@ def multiscale_flip_logits(
     return result
 
 
+# --------------------------------------------------------------------------- DeepLab's protocol
+
+
+def scale_dimension(dim: int, scale: float) -> int:
+    """DeepLab's size of a side `dim` at `scale`: `int((dim - 1) * scale + 1)` (513 -> 257)."""
+    return int((float(dim) - 1.0) * scale + 1.0)
+
+
+def deeplab_multiscale_logits(
+    apply_fn: ApplyFn,
+    canvas: np.ndarray | jax.Array,
+    scales: Sequence[float] = DEEPLAB_EVAL_SCALES,
+    flip: bool = True,
+) -> np.ndarray:
+    """Test-time scales and flips exactly as the official TF DeepLab evaluation computes them.
+
+    For a canvas `(Hc, Wc)` (the image already padded to the evaluation crop) and each scale
+    `s`, and with `flip` its mirror image as well:
+
+        input  = canvas resized (bilinear, align_corners) to scale_dimension((Hc, Wc), s)
+        logits = the network at its own resolution (its output stride, 4 with the v3+
+                 decoder), resized to scale_dimension((Hc, Wc), max(1, s) / stride),
+                 mirrored back, then resized to (Hc, Wc)
+        total += softmax(logits)
+
+    The two successive resizes are part of the protocol (they differ from one resize). This
+    is not `multiscale_flip_logits`, which resizes the image itself and maps each prediction
+    back in one step.
+
+    Args:
+      apply_fn: `[1, h, w, 3] float32 -> [1, h', w', C]` logits at the network's own
+        resolution (a DeepLab model with `upsample_logits=False`); its stride is read off
+        the canvas' logits, `(Hc - 1) / (h' - 1)` rounded.
+      canvas: `[Hc, Wc, 3]` image padded to the evaluation canvas (sides 32k + 1).
+      scales, flip: the passes.
+
+    Returns:
+      `[Hc, Wc, C]` float32 (NumPy): log of the mean of the passes' probabilities.
+    """
+    check_options(scales=scales)
+    canvas = jnp.asarray(canvas, jnp.float32)[None]
+    canvas_hw = canvas.shape[1:3]
+    logits_height = jax.eval_shape(apply_fn, canvas).shape[1]
+    stride = max(1, round((canvas_hw[0] - 1) / max(1, logits_height - 1)))
+    total, passes = 0.0, 0
+    for scale in scales:
+        size = tuple(scale_dimension(d, scale) for d in canvas_hw)
+        scaled = resize_bilinear(canvas, size, align_corners=True)
+        logits_size = tuple(scale_dimension(d, max(1.0, scale) / stride) for d in canvas_hw)
+        for mirrored in (False, True) if flip else (False,):
+            view = scaled[:, :, ::-1] if mirrored else scaled
+            logits = resize_bilinear(apply_fn(view).astype(jnp.float32), logits_size, True)
+            if mirrored:
+                logits = logits[:, :, ::-1]
+            logits = resize_bilinear(logits, canvas_hw, align_corners=True)
+            total = total + jax.nn.softmax(logits, axis=-1)
+            passes += 1
+    probabilities = np.asarray(total / passes, np.float32)[0]
+    return np.log(np.maximum(probabilities, np.finfo(np.float32).tiny))
+
+
 def crf_refine(
     logits: np.ndarray | jax.Array, image: np.ndarray | jax.Array, **crf_params
 ) -> np.ndarray:
@@ -437,8 +499,6 @@ def crf_refine(
     Returns:
       `[H, W, C]` float32 (NumPy): log of the CRF's marginal probabilities.
     """
-    from jaxseg.crf import dense_crf  # optional step: the CRF code loads only when asked for
-
     image_u8 = np.clip(np.round(np.asarray(image, np.float32)), 0, 255).astype(np.uint8)
     probs = np.asarray(dense_crf(jnp.asarray(logits), image_u8, **crf_params), np.float32)
     return np.log(np.maximum(probs, np.finfo(np.float32).tiny))

@@ -20,7 +20,8 @@ all, and an image that fails leaves no output behind.
 
 The run folder says how to use it: `<workdir>/run.json`, written by training, names the
 experiment file and records the resolved config, so the model, normalisation, class names,
-palette and resize convention are the run's (`jaxseg.Segmenter.from_run`). `--config.KEY=VALUE`
+palette and resize convention are the run's (`jaxseg.experiment.load_segmenter`).
+`--config.KEY=VALUE`
 may change evaluation settings such as `--config.model.output_stride=8` for DeepLab; a value
 that contradicts how the run was trained is refused, naming both. `--checkpoint` picks the
 checkpoint as `--mode=eval` does (default: the best by validation mIoU, else the latest).
@@ -40,8 +41,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from jaxseg import debug, figures, viz
-from jaxseg.experiment import runs
+from jaxseg import debug, figures, viz, zoo
+from jaxseg.experiment import load_segmenter, runs
 from jaxseg.images import NotAnImageError, read_rgb  # noqa: F401  (re-exported)
 from jaxseg.segmenter import Segmenter
 from jaxseg.train.errors import TrainingError
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """`--config.a.b=value` arguments -> `{"a.b": value}` (values parsed as Python literals,
-    else kept as strings), checked against the run's config by `Segmenter.from_run`."""
+    else kept as strings), checked against the run's config by `experiment.load_segmenter`."""
     overrides = {}
     for item in items:
         key, sep, text = item.removeprefix("--config.").partition("=")
@@ -287,7 +288,7 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
             "--output-stride and --crop-size apply to --model only; a run's evaluation stride "
             "is --config.model.output_stride=N"
         )
-    segmenter = Segmenter.from_run(
+    segmenter = load_segmenter(
         args.workdir,
         args.checkpoint or "best",
         overrides=parse_overrides(overrides),
@@ -304,17 +305,13 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
 
 def load_release(args: argparse.Namespace, overrides: Sequence[str]) -> Segmenter:
     """The `Segmenter` of `--model zoo:NAME`: the release's preprocessing and evaluation
-    canvas (`jaxseg.zoo.load`), from `--checkpoint` if given, else the cached download."""
-    from jaxseg import zoo
-
+    canvas (`jaxseg.zoo.load`), from `--checkpoint` if given, else the cached download;
+    `--scales`/`--flip` by the release's protocol, `--crf` with its published settings."""
     if not args.model.startswith("zoo:"):
-        raise PredictError(f"--model {args.model!r}: write zoo:NAME (python -m jaxseg.zoo list)")
+        raise PredictError(f"--model {args.model!r}: write zoo:NAME (jaxseg-zoo list)")
     options = [
         flag
         for flag, used in (
-            ("--scales", list(args.scales) != [1.0]),
-            ("--flip", args.flip),
-            ("--crf", args.crf),
             ("--sliding-window", args.sliding_window),
             ("--bucket", list(args.bucket) != [32]),
             ("--experiment", args.experiment),
@@ -324,7 +321,7 @@ def load_release(args: argparse.Namespace, overrides: Sequence[str]) -> Segmente
     ]
     if options:
         raise PredictError(
-            f"--model runs a release as its authors evaluated it; {', '.join(options)} "
+            f"--model runs a release on its own evaluation canvas; {', '.join(options)} "
             "apply to --workdir runs only"
         )
     name = args.model.removeprefix("zoo:")
@@ -334,6 +331,10 @@ def load_release(args: argparse.Namespace, overrides: Sequence[str]) -> Segmente
             checkpoint=args.checkpoint,
             output_stride=args.output_stride,
             crop_size=args.crop_size,
+            crf=args.crf,
+            scales=args.scales,
+            flip=args.flip,
+            batch_size=args.batch_size,
         )
     except KeyError as e:
         raise PredictError(f"--model {args.model}: {e.args[0]}") from None

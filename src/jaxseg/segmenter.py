@@ -5,15 +5,18 @@
     labels = seg(image)              # uint8 [H, W, 3] numpy or PIL -> int32 [H, W]
     scores = seg.logits(image)       # float32 [H, W, C]
 
-One object serves the model zoo, run folders and the prediction command line, so that a
-network is always fed the way it was trained and evaluated:
+One object serves the model zoo, run folders (`jaxseg.experiment.load_segmenter`), evaluation
+and the prediction command line, so that a network is always fed the way it was trained and
+evaluated:
 
 - images arrive as RGB in 0..255 (PIL images are turned to their displayed orientation first);
 - each image is padded bottom/right with `pad_pixel` to the evaluation canvas (`crop_size` when
   the image fits, else the `bucket` rule of `jaxseg.inference.bucket_size`), normalised, run
   through the network on the whole canvas (so global pooling sees the padded map, as DeepLab's
   official evaluation does) and the logits are cropped back to the image;
-- test-time scales and flips, sliding windows and the dense CRF go through `jaxseg.inference`.
+- test-time scales and flips, sliding windows and the dense CRF go through `jaxseg.inference`
+  (`multiscale="deeplab"`: scales and flips by the official TF DeepLab protocol,
+  `inference.deeplab_multiscale_logits`, which the TF DeepLab releases use).
 
 The network is compiled once per canvas shape, with the variables as an argument rather than
 constants baked into the program (which makes compiling large models slow).
@@ -22,9 +25,8 @@ constants baked into the program (which makes compiling large models slow).
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -34,6 +36,7 @@ from PIL import Image
 
 from jaxseg import inference
 from jaxseg.images import to_rgb
+from jaxseg.viz import voc_palette
 
 Normalize = Callable[[jax.Array], jax.Array]
 
@@ -90,12 +93,20 @@ class Segmenter:
         batch_size: int = 4,
         align_corners: bool = False,
         crf: Mapping[str, float] | None = None,
+        multiscale: Literal["resize", "deeplab"] = "resize",
     ):
         # scales > 0, bucket sizes >= 1, window stride <= window (else pixels between windows
         # stay 0), batch size >= 1
         inference.check_options(
             scales=scales, bucket=bucket, sliding_window=sliding_window, batch_size=batch_size
         )
+        if multiscale not in ("resize", "deeplab"):
+            raise ValueError(f"multiscale must be 'resize' or 'deeplab', got {multiscale!r}")
+        if multiscale == "deeplab" and "upsample_logits" not in model.__dataclass_fields__:
+            raise ValueError(
+                f"multiscale='deeplab' needs a DeepLab v3/v3+ model (upsample_logits), "
+                f"got {type(model).__name__}"
+            )
         if len(tuple(pad_pixel)) != 3:
             raise ValueError(f"pad_pixel must be an RGB triple, got {tuple(pad_pixel)!r}")
         self.model = model
@@ -103,8 +114,6 @@ class Segmenter:
         self.normalize = normalize
         self.class_names = tuple(class_names)
         if palette is None:
-            from jaxseg.viz import voc_palette
-
             palette = voc_palette(256)
         self.palette = np.asarray(palette, np.uint8)
         self.crop_size = _pair_or_none(crop_size, "crop_size")
@@ -116,7 +125,27 @@ class Segmenter:
         self.batch_size = int(batch_size)
         self.align_corners = bool(align_corners)
         self.crf = dict(crf) if crf is not None else None
+        self.multiscale = multiscale
         self._network = jax.jit(lambda v, x: inference.predict_logits(model.apply, v, normalize(x)))
+        self._options = dict(
+            normalize=normalize, class_names=self.class_names, palette=self.palette,
+            crop_size=crop_size, pad_pixel=self.pad_pixel, bucket=bucket, scales=self.scales,
+            flip=self.flip, sliding_window=sliding_window, batch_size=self.batch_size,
+            align_corners=self.align_corners, crf=self.crf, multiscale=multiscale,
+        )  # fmt: skip
+
+    def replace(self, **changes: Any) -> Segmenter:
+        """The same network and weights with other `Segmenter` options (scales, flip, crf, ...).
+
+        Raises:
+          TypeError naming an unknown option; ValueError as the constructor does.
+        """
+        unknown = sorted(set(changes) - set(self._options))
+        if unknown:
+            raise TypeError(
+                f"unknown Segmenter option(s) {unknown}; known: {sorted(self._options)}"
+            )
+        return type(self)(self.model, self.variables, **{**self._options, **changes})
 
     @property
     def num_classes(self) -> int:
@@ -146,6 +175,8 @@ class Segmenter:
 
     def _augmented(self, image: np.ndarray) -> np.ndarray:
         """`[H, W, 3]` -> `[H, W, C]` through test-time scales/flips or sliding windows."""
+        if self.multiscale == "deeplab":
+            return self._deeplab_protocol(image)
         return inference.multiscale_flip_logits(
             self._apply,
             image,
@@ -157,6 +188,28 @@ class Segmenter:
             align_corners=self.align_corners,
             pad_value=self.pad_pixel,
         )
+
+    def _deeplab_protocol(self, image: np.ndarray) -> np.ndarray:
+        """`[H, W, 3]` -> `[H, W, C]` by `inference.deeplab_multiscale_logits` on the canvas."""
+        if self.sliding_window is not None:
+            raise ValueError("multiscale='deeplab' evaluates whole canvases: drop sliding_window")
+        height, width = image.shape[:2]
+        canvas = np.empty((*self._canvas(height, width), 3), np.float32)
+        canvas[:] = np.asarray(self.pad_pixel, np.float32)
+        canvas[:height, :width] = image
+        logits = inference.deeplab_multiscale_logits(
+            functools.partial(self._network_resolution, self.variables),
+            canvas,
+            self.scales,
+            self.flip,
+        )
+        return logits[:height, :width]
+
+    @functools.cached_property
+    def _network_resolution(self) -> Callable[[Any, jax.Array], jax.Array]:
+        """`(variables, raw RGB [1, h, w, 3]) -> logits at the network's own resolution`."""
+        model, normalize = self.model.clone(upsample_logits=False), self.normalize
+        return jax.jit(lambda v, x: model.apply(v, normalize(x), train=False))
 
     def _logits_same_size(self, images: np.ndarray) -> np.ndarray:
         """`[B, H, W, 3]` (0..255) -> `[B, H, W, C]`, CRF-refined when configured."""
@@ -197,67 +250,3 @@ class Segmenter:
         if isinstance(scores, list):
             return [np.argmax(s, axis=-1).astype(np.int32) for s in scores]
         return np.argmax(scores, axis=-1).astype(np.int32)
-
-    @classmethod
-    def from_run(
-        cls,
-        workdir: str | os.PathLike,
-        checkpoint: str = "best",
-        *,
-        overrides: Mapping[str, Any] | None = None,
-        experiment: Any = None,
-        crf: bool | Mapping[str, float] = False,
-        **options: Any,
-    ) -> Segmenter:
-        """The network of a training run folder, fed as it was trained.
-
-        The experiment file and config come from `<workdir>/run.json` (see
-        `jaxseg.experiment.runs`), the weights from checkpoint `checkpoint` ("best", "latest"
-        or a step, as `--mode=eval` takes it); normalisation, class names, palette and resize
-        convention are the run's (class names and palette as training recorded them in
-        run.json, so a run trained on `folder:DIR` needs not that folder), images are padded
-        with the pixel that normalises to 0 (what the evaluation pipeline pads with).
-
-        Args:
-          workdir: the run folder.
-          checkpoint: which checkpoint.
-          overrides: `{"a.b": value}` config changes; only evaluation settings (e.g.
-            `model.output_stride` for DeepLab) may differ from the run's, others are refused.
-          experiment: the run's `jaxseg.experiment.Experiment`, when the file recorded in
-            run.json has moved (it must be the same experiment); default: imported from there.
-          crf: refine with the dense CRF: True for the run's `config.crf_params`, or a dict of
-            `jaxseg.crf.dense_crf` keyword arguments.
-          **options: other `Segmenter` arguments (scales, flip, sliding_window, batch_size,
-            bucket, crop_size).
-
-        Returns:
-          The `Segmenter`, with `run_config` (the resolved config) and `step` (the
-          checkpoint's) attributes added.
-
-        Raises:
-          jaxseg.train.TrainingError: no run there, a contradicting override, no such
-            checkpoint, or another model's checkpoint.
-        """
-        from jaxseg.experiment import crf_kwargs, denormalize, runs
-
-        experiment, config, record = runs.load_run(workdir, overrides, experiment)
-        model, variables, step = runs.restore_variables(workdir, experiment, config, checkpoint)
-        classes = runs.recorded_classes(record)
-        if classes is None:  # a run from before run.json recorded its classes
-            info = experiment.dataset(config)
-            classes = (info.class_names, info.palette)
-        if crf is True:
-            crf = crf_kwargs(config)
-        segmenter = cls(
-            model,
-            variables,
-            normalize=functools.partial(experiment.normalize, config),
-            class_names=classes[0],
-            palette=classes[1],
-            pad_pixel=tuple(denormalize(config, np.zeros(3, np.float32))),
-            align_corners=config.align_corners,
-            crf=crf or None,
-            **options,
-        )
-        segmenter.run_config, segmenter.step = config, step
-        return segmenter

@@ -99,7 +99,7 @@ def test_aug_without_sbd_and_no_network(build_dataset, tmp_path, tiny_tree, monk
 
 
 def test_unprepared_dataset_in_pipeline(tmp_path):
-    from jaxseg.data import train_stream
+    from jaxseg.data.pipeline import train_stream
 
     with pytest.raises(DatasetNotFoundError, match="not prepared.*--demo"):
         train_stream(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxseg.data import eval_stream, train_stream
+from jaxseg.data.pipeline import eval_stream, train_stream
 
 
 def _voc(voc_root):

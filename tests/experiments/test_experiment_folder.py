@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from jaxseg import Segmenter, experiment
+from jaxseg import experiment
 from jaxseg.data.builders import folder as data_folder
 from jaxseg.data.demo import folder as demo_folder
+from jaxseg.experiment import load_segmenter
 
 from .test_experiment_cli import load
 
@@ -72,7 +73,7 @@ def test_folder_trains_and_evaluates_with_demo_settings(tmp_path, colour_folder,
     }
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(data_folder, "load", _folder_gone)
-        segmenter = Segmenter.from_run(workdir)
+        segmenter = load_segmenter(workdir)
     assert segmenter.class_names == tuple(names) and segmenter.num_classes == 4
     np.testing.assert_array_equal(segmenter.palette, np.asarray(colours, np.uint8))
     # --mode=eval writes the scores with the confusion matrix.

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxseg import Segmenter, predict, train, viz
-from jaxseg.experiment import runs
+from jaxseg import predict, train, viz
+from jaxseg.experiment import load_segmenter, runs
 
 EXPERIMENT = """
 import dataclasses
@@ -301,12 +301,11 @@ def test_module_entry_point(run, inputs, tmp_path):
 
 
 def test_segmenter_from_run_and_export_use_the_run(run, tmp_path):
-    """`Segmenter.from_run` rebuilds the run's model, weights, normalisation and palette; its
+    """`load_segmenter` rebuilds the run's model, weights, normalisation and palette; its
     model and variables export to StableHLO computing the same logits."""
     from jaxseg import export
-    from jaxseg.segmenter import Segmenter
 
-    seg = Segmenter.from_run(run["workdir"], "latest")
+    seg = load_segmenter(run["workdir"], "latest")
     assert seg.step == 7 and seg.run_config.normalization == "inception"
     assert seg.class_names == ("background", "aeroplane", "bicycle")
     np.testing.assert_array_equal(seg.palette[1], [128, 0, 0])
@@ -323,7 +322,6 @@ def test_segmenter_from_run_and_export_use_the_run(run, tmp_path):
 
 def test_from_run_applies_the_weight_average_of_an_ema_run(tmp_path):
     """A run trained with `ema_decay` is used with its averaged weights, as its evaluation was."""
-    from jaxseg.segmenter import Segmenter
     from jaxseg.train.optim import ParamsEmaState
 
     path = _write_experiment(tmp_path / "tiny_voc.py", num_classes=3)
@@ -361,7 +359,7 @@ def test_from_run_applies_the_weight_average_of_an_ema_run(tmp_path):
     checkpoints.save(3, state, train.model_signature(state))
     checkpoints.close()
 
-    seg = Segmenter.from_run(workdir, "latest")
+    seg = load_segmenter(workdir, "latest")
     image = np.random.default_rng(6).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     x = jnp.asarray(image[None] / 127.5 - 1.0)
     want = np.asarray(model.apply({"params": average}, x))[0]
@@ -510,7 +508,7 @@ def test_class_names_and_palette_come_from_the_run_record(run, inputs, tmp_path,
         raise AssertionError("the dataset was consulted")
 
     experiment = dataclasses.replace(experiment, dataset=no_dataset)
-    segmenter = Segmenter.from_run(workdir, experiment=experiment)
+    segmenter = load_segmenter(workdir, experiment=experiment)
     assert segmenter.class_names == tuple(names)
     np.testing.assert_array_equal(segmenter.palette, np.asarray(palette, np.uint8))
     output = tmp_path / "out"

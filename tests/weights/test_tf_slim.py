@@ -690,8 +690,6 @@ def test_mobilenet_depth_multipliers_that_would_round_differently_are_refused():
 
 @pytest.mark.parametrize("name", ["x65", "mnv2"])
 def test_multiscale_flip_protocol_matches_official(checkpoints, name):
-    from jaxseg.zoo import protocol
-
     case, official, prefix = checkpoints[name]
     crop, scales = (65, 65), (0.5, 0.75, 1.25)
     imported = tf_slim.convert_checkpoint(prefix, case.arch, 16)
@@ -699,14 +697,14 @@ def test_multiscale_flip_protocol_matches_official(checkpoints, name):
     names = [f"class{i}" for i in range(case.arch.num_classes)]
     seg = deeplab_models.build_segmenter(release, imported.variables, 16, class_names=names)
     image = np.random.default_rng(4).integers(0, 256, (60, 45, 3), dtype=np.uint8)
-    ours = protocol.official_probabilities(seg, image, scales, flip=True)
+    ours = np.exp(seg.replace(scales=scales, flip=True).logits(image))  # log-probabilities
     reference = official_multiscale(official, case, image, crop, 16, scales, flip=True)
     assert ours.shape == (60, 45, case.arch.num_classes)
     np.testing.assert_allclose(ours, reference, atol=2e-5)
 
 
 def test_evaluate_published_scores_against_the_protocol(mobilenet_release, tmp_path, monkeypatch):
-    from jaxseg.zoo import protocol
+    from jaxseg.zoo.evaluate import evaluate_published
 
     monkeypatch.setenv("JAXSEG_CACHE", str(tmp_path / "cache"))
     case, official, archive, _ = mobilenet_release
@@ -714,14 +712,14 @@ def test_evaluate_published_scores_against_the_protocol(mobilenet_release, tmp_p
     images = [rng.integers(0, 256, (50, 40, 3), dtype=np.uint8) for _ in range(2)]
     labels = [np.argmax(official_logits(official, case, im, (65, 65), 16), -1) for im in images]
     labels[0][:5, :5] = 255  # ignored
-    summary, published = protocol.evaluate_published(
+    summary, published = evaluate_published(
         "mobilenetv2_coco_voc_trainaug", zip(images, labels, strict=True), 0, archive, crop_size=65
     )
     assert (published.value, published.eval_output_stride) == (75.32, 16)
     assert summary["pixel_accuracy"] == 1.0 and summary["num_pixels"] == 2 * 50 * 40 - 25
     wrong = [label.copy() for label in labels]
     wrong[1][10:20, 10:20] = (wrong[1][10:20, 10:20] + 1) % 21
-    summary, _ = protocol.evaluate_published(
+    summary, _ = evaluate_published(
         "mobilenetv2_coco_voc_trainaug", zip(images, wrong, strict=True), 0, archive, crop_size=65
     )
     assert summary["pixel_accuracy"] == pytest.approx(1 - 100 / (2 * 50 * 40 - 25))
@@ -732,7 +730,7 @@ def test_zoo_predict_command_writes_label_pngs(mobilenet_release, tmp_path, monk
 
     from PIL import Image
 
-    from jaxseg.zoo.__main__ import main
+    from jaxseg.zoo_cli import main
 
     monkeypatch.setenv("JAXSEG_CACHE", str(tmp_path / "cache"))
     case, official, archive, _ = mobilenet_release

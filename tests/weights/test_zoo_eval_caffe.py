@@ -1,11 +1,10 @@
-"""`--mode=eval --config.init_from=zoo:NAME` with a Caffe release and the published dense CRF:
+"""`jaxseg-zoo evaluate NAME` with a Caffe release and the published dense CRF:
 both published numbers printed, each beside its measured value (a small DeepLab v2 VGG16
 caffemodel written by the test, on a tiny generated VOC-layout dataset)."""
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import zipfile
 from pathlib import Path
 
@@ -35,8 +34,9 @@ def _release(tmp_path, caffe_proto) -> Path:
 
 
 def test_eval_of_a_caffe_release_with_the_published_crf(tmp_path, caffe_proto, monkeypatch):
-    from jaxseg import experiment, zoo
-    from jaxseg.data import demo
+    from jaxseg import zoo
+    from jaxseg.data import demo, get_dataset_info
+    from jaxseg.experiment import zoo_runs
     from jaxseg.zoo import caffe_models, registry
 
     monkeypatch.setenv("JAXSEG_CACHE", str(tmp_path / "cache"))
@@ -54,21 +54,13 @@ def test_eval_of_a_caffe_release_with_the_published_crf(tmp_path, caffe_proto, m
     with zipfile.ZipFile(downloads / entry.filename, "w") as archive:
         archive.write(model_file, "prototxt_and_model/train2_iter_20000.caffemodel")
 
-    sys.path.insert(0, str(Path(__file__).parents[2] / "experiments"))
-    import deeplabv2_voc
-
     data_dir = tmp_path / "data"
     builder = demo.prepare_demo(data_dir, num_train=2, num_val=2, image_size=(48, 64))
-    config = deeplabv2_voc.demo_config(deeplabv2_voc.get_config())
-    config.demo.update(data_dir=str(data_dir), num_train=2, num_val=2, image_size=(48, 64))
-    config.init_from = f"zoo:{NAME}"
-    config.compilation_cache = False
-    outputs = {}
-    for crf in (False, True):
-        config.crf = crf
-        outputs[crf] = experiment.run(
-            deeplabv2_voc.EXPERIMENT, config, str(tmp_path / "run"), mode="eval", demo=True
-        )
+    info = get_dataset_info("voc_segmentation/2012")
+    outputs = {
+        crf: zoo_runs.evaluate_release(NAME, builder, info, "validation", crf=crf)
+        for crf in (False, True)
+    }
     plain, with_crf = (outputs[c]["results"] for c in (False, True))
     assert [r["published"] for r in with_crf] == [68.96, 71.57]
     assert plain[1]["measured"] is None and with_crf[1]["measured"] is not None

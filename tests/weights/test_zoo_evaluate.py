@@ -6,8 +6,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from jaxseg import zoo
 from jaxseg.segmenter import Segmenter
-from jaxseg.zoo.evaluate import RELEASE_CRF, evaluate, published_vs_measured
+from jaxseg.zoo.evaluate import evaluate, published_vs_measured
 from jaxseg.zoo.registry import Published, ZooEntry
 
 
@@ -58,7 +59,9 @@ def test_release_crf_settings_are_known_parameters():
     from jaxseg.crf import dense_crf
 
     names = set(inspect.signature(dense_crf).parameters)
-    for params in RELEASE_CRF.values():
+    published = [entry.crf for entry in zoo.ENTRIES.values() if entry.crf is not None]
+    assert len(published) == 3  # DeepLab v1 LargeFOV, v2 VGG16, v2 ResNet-101
+    for params in published:
         assert set(params) <= names
 
 
@@ -66,6 +69,6 @@ def test_evaluate_with_crf_scores_the_same_pixels():
     image = np.zeros((6, 7, 3), np.uint8)
     image[:3, :, 0] = 255
     labels = (image[..., 0] > 0).astype(np.int32)
-    results = evaluate(_segmenter(), [(image, labels)], crf=RELEASE_CRF["deeplab_largefov_voc12"])
+    results = evaluate(_segmenter(), [(image, labels)], crf=zoo.entry("deeplab_largefov_voc12").crf)
     assert results["crf"]["num_pixels"] == results["plain"]["num_pixels"] == 42
     assert results["plain"]["miou"] == 1.0

@@ -11,7 +11,7 @@ import pytest
 
 from jaxseg import zoo
 from jaxseg.zoo import registry
-from jaxseg.zoo.__main__ import main
+from jaxseg.zoo_cli import main
 
 
 def test_list_prints_every_entry_with_its_published_numbers(capsys):

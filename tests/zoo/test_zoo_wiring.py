@@ -146,19 +146,16 @@ def test_fcn_experiments_evaluate_on_seg11valid():
         assert module.EXPERIMENT.demo_config(config).eval_split == "validation"
 
 
-def test_eval_of_a_release_prints_published_and_measured(cached, tmp_path, capsys):
-    """`--mode=eval` with init_from and no checkpoint: the release scored on the prepared
+def test_zoo_evaluate_prints_published_and_measured(cached, tmp_path, capsys):
+    """`jaxseg-zoo evaluate NAME --dataset --data-dir`: the release scored on the prepared
     dataset, expected from TensorFlow's official logits and a numpy confusion matrix."""
     import tensorflow_datasets as tfds
 
-    from jaxseg import experiment
+    from jaxseg import zoo_cli
     from jaxseg.data import demo
     from jaxseg.zoo import deeplab_models, registry
 
     case, official, _ = cached
-    sys.path.insert(0, str(Path(__file__).parents[2] / "experiments"))
-    import deeplabv3plus_voc
-
     # The entry evaluated on a 65x65 canvas with one published protocol (CPU-sized).
     release = dataclasses.replace(deeplab_models.RELEASES[NAME], eval_crop=(65, 65))
     entry = dataclasses.replace(
@@ -166,18 +163,16 @@ def test_eval_of_a_release_prints_published_and_measured(cached, tmp_path, capsy
         published=(registry.Published("mIoU", 75.32, "VOC 2012 val, OS16, scale 1.0", 16),),
         load=functools.partial(deeplab_models.load_release, release),
     )
-    data_dir = tmp_path / "data"
-    builder = demo.prepare_demo(data_dir, num_train=2, num_val=3, image_size=(48, 64))
-    config = deeplabv3plus_voc.demo_config(deeplabv3plus_voc.get_config())
-    config.demo.update(data_dir=str(data_dir), num_train=2, num_val=3, image_size=(48, 64))
-    config.init_from = f"zoo:{NAME}"
-    config.compilation_cache = False
+    builder = demo.prepare_demo(tmp_path / "data", num_train=2, num_val=3, image_size=(48, 64))
+    command = ["evaluate", NAME, "--dataset", "voc_segmentation/2012"]
+    command += ["--data-dir", builder.data_dir.rsplit("/voc_segmentation", 1)[0]]
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(registry.ENTRIES, NAME, entry)
         patch.setitem(deeplab_models.RELEASES, NAME, release)
-        result = experiment.run(
-            deeplabv3plus_voc.EXPERIMENT, config, str(tmp_path / "run"), mode="eval", demo=True
-        )
+        assert zoo_cli.main(command) == 0
+        printed = capsys.readouterr().out
+        assert zoo_cli.main([*command, "--split", "nope"]) == 2
+        assert "has no split 'nope'" in capsys.readouterr().err
     confusion = np.zeros((21, 21), np.int64)
     for example in tfds.as_numpy(builder.as_dataset(split="validation")):
         image, label = example["image"], example["label"][..., 0].astype(np.int64)
@@ -188,10 +183,23 @@ def test_eval_of_a_release_prints_published_and_measured(cached, tmp_path, capsy
     present = union > 0
     expected = 100 * np.mean(np.diag(confusion)[present] / union[present])
     assert 0 < expected < 100 and np.count_nonzero(confusion.sum(0)) > 1
-    printed = capsys.readouterr().out
     assert f"published 75.32 (VOC 2012 val, OS16, scale 1.0); measured {expected:.2f}" in printed
-    assert result["results"][0]["measured"] == pytest.approx(expected, abs=1e-6)
-    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_mode_eval_without_checkpoints_names_the_missing_folder(tmp_path):
+    """`--mode=eval` on a folder without checkpoints/ (e.g. a mistyped --workdir with the paper
+    config, whose init_from is a release) says so, and names the command scoring releases."""
+    from jaxseg import experiment, train
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "experiments"))
+    import deeplabv3plus_voc
+
+    config = deeplabv3plus_voc.get_config()
+    with pytest.raises(train.CheckpointError, match="has no checkpoints/ folder") as error:
+        experiment.run(
+            deeplabv3plus_voc.EXPERIMENT, config, str(tmp_path / "typo"), mode="eval", demo=False
+        )
+    assert "jaxseg-zoo evaluate xception_65" in str(error.value)
 
 
 def test_predict_with_a_released_model_writes_the_segmenters_labels(
@@ -215,8 +223,12 @@ def test_predict_with_a_released_model_writes_the_segmenters_labels(
     assert (out / "a_overlay.jpg").exists()
     assert predict.main([*args, "--output", str(out)]) == 2  # never overwrites
     assert "--overwrite" in capsys.readouterr().err
-    assert predict.main([*args, "--output", str(tmp_path / "o2"), "--flip"]) == 2
-    assert "--flip apply to --workdir runs only" in capsys.readouterr().err
+    assert predict.main([*args, "--output", str(tmp_path / "o2"), "--sliding-window", "33"]) == 2
+    assert "--sliding-window apply to --workdir runs only" in capsys.readouterr().err
+    # --flip: the release's protocol (here the official multi-scale one), as zoo.load gives it
+    assert predict.main([*args, "--output", str(tmp_path / "o3"), "--flip"]) == 0
+    flipped = zoo.load(NAME, checkpoint=archive, flip=True)(image)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o3" / "a.png")), flipped)
 
 
 def test_init_from_an_imagenet_entry_fills_the_backbone_only(tmp_path, monkeypatch):
@@ -261,24 +273,19 @@ def test_init_from_an_imagenet_entry_fills_the_backbone_only(tmp_path, monkeypat
 def test_eval_of_a_release_refuses_what_it_cannot_score():
     import types
 
-    from jaxseg import experiment, train
+    from jaxseg import train
     from jaxseg.experiment import zoo_runs
 
-    config = experiment.base_config()
-    voc = types.SimpleNamespace(class_names=[f"c{i}" for i in range(21)])
-    camvid = types.SimpleNamespace(class_names=[f"c{i}" for i in range(11)])
-    config.init_from = "zoo:xception_65"
+    voc = types.SimpleNamespace(name="voc", class_names=[f"c{i}" for i in range(21)])
+    camvid = types.SimpleNamespace(name="camvid", class_names=[f"c{i}" for i in range(11)])
     with pytest.raises(train.ConfigError, match="ImageNet backbone.*nothing to evaluate"):
-        zoo_runs.evaluate_release(config, None, voc)
-    config.init_from = f"zoo:{NAME}"
+        zoo_runs.evaluate_release("xception_65", None, voc, "validation")
     with pytest.raises(train.ConfigError, match="predicts 21 classes.* has 11"):
-        zoo_runs.evaluate_release(config, None, camvid)
-    config.crf = True
+        zoo_runs.evaluate_release(NAME, None, camvid, "validation")
     with pytest.raises(train.ConfigError, match="not published with CRF settings"):
-        zoo_runs.evaluate_release(config, None, voc)
-    config.init_from = NAME
-    with pytest.raises(train.ConfigError, match="write zoo:NAME"):
-        zoo_runs.evaluate_release(config, None, voc)
+        zoo_runs.evaluate_release(NAME, None, voc, "validation", crf=True)
+    with pytest.raises(train.ConfigError, match="no model 'nope'"):
+        zoo_runs.evaluate_release("nope", None, voc, "validation")
 
 
 def test_the_paper_model_of_deeplabv3plus_voc_takes_the_released_weights():
@@ -320,11 +327,12 @@ def test_zoo_evaluate_scores_by_the_official_multiscale_protocol(release, tmp_pa
         (False, np.argmax(reference, -1)),
         (True, np.argmax(reference[..., 1:], -1)),
     ):
-        results = evaluate(seg, [(image, labels)], scales=scales, flip=True, drop_first_class=drop)
+        tta = seg.replace(scales=scales, flip=True)
+        results = evaluate(tta, [(image, labels)], drop_first_class=drop)
         assert results["num_images"] == 1
         assert results["plain"]["pixel_accuracy"] == 1.0
         assert results["plain"]["confusion_matrix"].shape == (21 - drop + 1,) * 2
     wrong = np.argmax(reference, -1)
     wrong[:10] = (wrong[:10] + 1) % 21
-    results = evaluate(seg, [(image, wrong)], scales=scales, flip=True)
+    results = evaluate(seg.replace(scales=scales, flip=True), [(image, wrong)])
     assert results["plain"]["pixel_accuracy"] == pytest.approx(1 - 10 * 41 / (50 * 41))

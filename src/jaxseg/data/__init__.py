@@ -1,26 +1,23 @@
-"""Data for jaxseg: TFDS builders, dataset metadata, tf.data transforms and pipelines.
+"""Data for jaxseg: dataset metadata and label tables (light), TFDS builders and tf.data
+pipelines (TensorFlow).
 
-Importing this package hides accelerators from TensorFlow (it only feeds data) and registers
-the ``voc_segmentation`` (configs ``2012``, ``2012_aug``) and ``camvid`` TFDS builders.
+Importing `jaxseg.data` itself needs no TensorFlow: `DatasetInfo`, the dataset table and the
+class-name tables serve the model zoo and prediction in a library-only install. The TensorFlow
+parts are subpackages imported by name, each hiding accelerators from TensorFlow first:
+
+- `jaxseg.data.builders`: registers the `voc_segmentation`, `camvid`, `segmentation_folder`
+  (and further) TFDS builders;
+- `jaxseg.data.pipeline`: `train_stream` / `eval_stream`.
 """
 
-from jaxseg.data.tf_setup import hide_accelerators_from_tf
-
-hide_accelerators_from_tf()
-
-from jaxseg.data.builders import camvid, downloads, voc  # noqa: E402, F401  (registers the TFDS builders)
-from jaxseg.data.datasets import DATASETS, DatasetInfo, get_dataset_info  # noqa: E402
-from jaxseg.data.errors import DataError, DatasetNotFoundError  # noqa: E402
-from jaxseg.data.pipeline import eval_stream, train_stream  # noqa: E402
+from jaxseg.data.datasets import DATASETS, DatasetInfo, get_dataset_info, is_folder_spec
+from jaxseg.data.errors import DataError, DatasetNotFoundError
 
 __all__ = [
     "DATASETS",
     "DataError",
     "DatasetInfo",
     "DatasetNotFoundError",
-    "camvid",
-    "eval_stream",
     "get_dataset_info",
-    "train_stream",
-    "voc",
+    "is_folder_spec",
 ]

@@ -9,10 +9,18 @@ and ``255`` = ignore, so pipelines, losses and metrics never see raw label ids.
 import dataclasses
 
 import numpy as np
-import tensorflow as tf
 
 from jaxseg import viz
 from jaxseg.data import label_tables as lt
+
+# `--config.dataset=folder:DIR`: a user's folder of images and masks (jaxseg.data.builders.folder).
+SPEC_PREFIX = "folder:"
+
+
+def is_folder_spec(dataset: str) -> bool:
+    """Whether a dataset name is a `folder:DIR` spec (no TensorFlow needed to tell)."""
+    return isinstance(dataset, str) and dataset.startswith(SPEC_PREFIX)
+
 
 # Palettes live in jaxseg.viz (one definition per colour); the pet one only here.
 PET_PALETTE = np.array([(0, 0, 0), (255, 200, 0)], dtype=np.uint8)  # background, pet
@@ -65,6 +73,8 @@ class DatasetInfo:
 
         Labels outside the table (unknown raw values) become 255: ignored, never mislabelled.
         """
+        import tensorflow as tf  # only the input pipeline calls this; the metadata needs no TF
+
         raw = tf.convert_to_tensor(example[self.label_key])
         raw = raw[..., self.label_channel] if raw.shape.rank == 3 else raw
         label = tf.gather(tf.constant(self.label_table), tf.cast(raw, tf.int32))

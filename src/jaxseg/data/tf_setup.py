@@ -82,3 +82,7 @@ def hide_accelerators_from_tf() -> None:
             # RuntimeError: TF already initialised its devices (someone ran a TF op first);
             # ValueError: this TF build does not know the device kind. Either way nothing to hide.
             _log.debug("could not hide %s devices from TensorFlow: %s", kind, err)
+
+
+# Importing this module is how the data package's TensorFlow parts start TensorFlow.
+hide_accelerators_from_tf()

@@ -47,7 +47,7 @@ from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from jaxseg import train  # noqa: E402
-from jaxseg.data.builders import folder as data_folder  # noqa: E402
+from jaxseg.data import DataError, is_folder_spec  # noqa: E402
 from jaxseg.experiment import cli_help, runs  # noqa: E402
 from jaxseg.experiment.config import (  # noqa: E402
     backbone_factory,
@@ -83,6 +83,7 @@ from jaxseg.experiment.evaluation import (  # noqa: E402
     uses_tta,
     write_overlays,
 )
+from jaxseg.experiment.run_segmenter import load_segmenter  # noqa: E402
 from jaxseg.experiment.runs import load_run, restore_variables  # noqa: E402
 from jaxseg.experiment.state import (  # noqa: E402
     abstract_state,
@@ -118,6 +119,7 @@ __all__ = [
     "init_from_pretrained",
     "load_builder",
     "load_run",
+    "load_segmenter",
     "main",
     "make_render",
     "make_streams",
@@ -168,16 +170,17 @@ def run(
     # Everything that can be wrong with the inputs is checked here, before any compilation,
     # cheapest first: config values, the dataset, parameter paths, the workdir's checkpoints.
     check_config(config, train_model, mesh.size)
+    if mode == "eval" and not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        release = config.get("init_from") or ""
+        hint = (
+            f"; to score the release itself: jaxseg-zoo evaluate {release[4:]}" if release else ""
+        )
+        raise train.CheckpointError(
+            f"--mode=eval: --workdir {workdir} has no checkpoints/ folder (train first, or "
+            f"point --workdir at a training run){hint}"
+        )
     info = experiment.dataset(config)
     builder = load_builder(config, demo)
-    if (
-        mode == "eval"
-        and config.get("init_from")
-        and not os.path.isdir(os.path.join(workdir, "checkpoints"))
-    ):
-        from jaxseg.experiment.zoo_runs import evaluate_release  # a release, not a run
-
-        return evaluate_release(config, builder, info)
     # Parameters are initialised through the evaluation module, which takes whole crops; the
     # state then trains with the training module (the same parameters).
     try:
@@ -344,10 +347,12 @@ def parse_command_line(argv: Sequence[str], experiment: Experiment) -> CommandLi
     if fv.demo:
         config = experiment.demo_config(experiment.get_config())
         config = _apply_overrides(train.allow_size_pairs(config), overrides)
-    if data_folder.is_folder_spec(config.dataset):  # the folder sets num_classes
+    if is_folder_spec(config.dataset):  # the folder sets num_classes
+        from jaxseg.data.builders import folder  # TFDS: only for a folder dataset
+
         try:
-            data_folder.configure(config, num_classes_given="num_classes" in overrides)
-        except data_folder.DataError as e:
+            folder.configure(config, num_classes_given="num_classes" in overrides)
+        except DataError as e:
             print(f"error: --config.dataset={config.dataset}: {e}", file=sys.stderr)
             raise SystemExit(2) from None
     return CommandLine(

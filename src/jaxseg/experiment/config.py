@@ -13,7 +13,8 @@ import ml_collections
 import numpy as np
 
 from jaxseg import train
-from jaxseg.data.pipeline import transforms
+from jaxseg.data import normalization as transforms
+from jaxseg.models._common import BACKBONES
 from jaxseg.nn import layers as nn_layers
 
 
@@ -183,8 +184,7 @@ def backbone_factory(model_config: ml_collections.ConfigDict) -> Callable[..., A
     Options read when present: `base_width` and `stride_in_1x1` (ResNets), `width_multiplier`
     (MobileNetV2). The DeepLab models pass `output_stride`, `multi_grid`, `norm` and dtypes.
     """
-    from jaxseg.models._common import BACKBONES as classes  # the models' own name table
-
+    classes = BACKBONES  # the models' own name table
     name = model_config.backbone
     if name not in classes:
         raise train.ConfigError(f"config.model.backbone={name!r}; choose one of {sorted(classes)}")
@@ -196,3 +196,11 @@ def backbone_factory(model_config: ml_collections.ConfigDict) -> Callable[..., A
     if name == "mobilenetv2" and "width_multiplier" in model_config:
         options["width_multiplier"] = model_config.width_multiplier
     return functools.partial(classes[name], **options)
+
+
+def eval_split(config: ml_collections.ConfigDict) -> str:
+    """The TFDS split evaluated: `eval_split`, cut to its first `num_eval_examples` if set."""
+    split = config.eval_split
+    if config.num_eval_examples and "[" not in split:
+        split = f"{split}[:{int(config.num_eval_examples)}]"
+    return split

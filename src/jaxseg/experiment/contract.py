@@ -36,8 +36,9 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from jaxseg import losses, train
+from jaxseg import losses, train, weights
 from jaxseg.data.datasets import DatasetInfo
+from jaxseg.experiment.zoo_runs import init_from_zoo
 from jaxseg.labels import IGNORE_LABEL
 
 Config = ml_collections.ConfigDict
@@ -150,12 +151,9 @@ def init_from_pretrained(config: Config, state: train.TrainState) -> train.Train
         backbone setting than the config's (the message names the flag to add).
     """
     if config.get("init_from"):  # released weights of jaxseg.zoo
-        from jaxseg.experiment.zoo_runs import init_from_zoo
-
         return init_from_zoo(config, state)
     if not config.pretrained:
         return state
-    from jaxseg import weights
 
     path = os.path.expanduser(config.pretrained)
     if not os.path.isfile(path):

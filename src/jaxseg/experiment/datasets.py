@@ -17,8 +17,8 @@ import numpy as np
 
 from jaxseg import data, train
 from jaxseg.data import demo as demo_data
-from jaxseg.data.builders import folder as data_folder
 from jaxseg.data.datasets import DatasetInfo
+from jaxseg.experiment.config import eval_split
 from jaxseg.experiment.contract import Batch, BatchFn
 from jaxseg.labels import IGNORE_LABEL
 
@@ -57,7 +57,9 @@ def prepare_camvid_demo(config: ml_collections.ConfigDict) -> Any:
 def load_folder(config: ml_collections.ConfigDict) -> tuple[Any, DatasetInfo]:
     """`config.dataset = "folder:DIR"`: the built `segmentation_folder` builder and its info."""
     try:
-        return data_folder.load(config.dataset, config.data_dir or None)
+        from jaxseg.data.builders import folder  # TFDS: only when the data is built
+
+        return folder.load(config.dataset, config.data_dir or None)
     except data.DataError as e:
         raise train.ConfigError(f"config.dataset={config.dataset!r}: {e}") from None
 
@@ -105,9 +107,11 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
       DatasetNotFoundError: the dataset is neither prepared nor preparable from `manual_dir` /
         `download`; the message says where to get it and mentions `--demo`.
     """
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # TFDS: only when the data is built
 
-    if data_folder.is_folder_spec(config.dataset):
+    from jaxseg.data.builders import downloads
+
+    if data.is_folder_spec(config.dataset):
         return load_folder(config)[0]
     if demo:
         h, w = config.demo.image_size
@@ -129,7 +133,7 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
     if config.manual_dir or config.download:
         try:
             # With config.download False nothing is fetched and a failed attempt leaves nothing.
-            data.downloads.prepare(
+            downloads.prepare(
                 builder, manual_dir=config.manual_dir or None, download=bool(config.download)
             )
         except data.DatasetNotFoundError as e:  # our builders say where to get the files
@@ -158,7 +162,7 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
 
 def dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
     """Metadata of `config.dataset` (classes, palette); its class count must be the config's."""
-    if data_folder.is_folder_spec(config.dataset):
+    if data.is_folder_spec(config.dataset):
         info = load_folder(config)[1]
     else:
         info = data.get_dataset_info(config.dataset)
@@ -192,14 +196,6 @@ def foreground_dataset_info(
     )
 
 
-def eval_split(config: ml_collections.ConfigDict) -> str:
-    """The TFDS split evaluated: `eval_split`, cut to its first `num_eval_examples` if set."""
-    split = config.eval_split
-    if config.num_eval_examples and "[" not in split:
-        split = f"{split}[:{int(config.num_eval_examples)}]"
-    return split
-
-
 def make_streams(
     config: ml_collections.ConfigDict,
     builder: Any,
@@ -207,9 +203,10 @@ def make_streams(
     batch_fn: BatchFn | None,
 ) -> tuple[Callable[[int], Iterator[Batch]], Callable[[], Iterable[Batch]]]:
     """`(train_stream_fn(start_step), eval_stream_fn())` for `train_and_evaluate`."""
+    from jaxseg.data import pipeline  # TensorFlow: only when the data is read
 
     def train_stream_fn(start_step: int) -> Iterator[Batch]:
-        stream = data.train_stream(
+        stream = pipeline.train_stream(
             builder,
             config.train_split,
             # A batch_fn may turn each image into several examples (patches): then the stream
@@ -228,7 +225,7 @@ def make_streams(
         return (batch_fn(config, batch, start_step + i) for i, batch in enumerate(stream))
 
     def eval_stream_fn() -> Iterable[Batch]:
-        return data.eval_stream(
+        return pipeline.eval_stream(
             builder,
             eval_split(config),
             batch_size=config.eval_batch_size,

@@ -2,9 +2,9 @@
 
 Training starts from the release (`init_from_zoo`, called by `init_from_pretrained`):
 ImageNet backbone entries fill the backbone, whole-model entries every variable, the
-classifier only when the number of classes matches. `--mode=eval` on a folder without
-checkpoints evaluates the release itself (`evaluate_release`) on the experiment's prepared
-dataset, by the published protocol, and prints the published number beside the measured one.
+classifier only when the number of classes matches. `evaluate_release` (the command
+`jaxseg-zoo evaluate NAME`) scores a release on a prepared dataset by its published
+protocols and prints the published numbers beside the measured ones.
 """
 
 from __future__ import annotations
@@ -15,20 +15,19 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from jaxseg import train
+from jaxseg import train, zoo
 from jaxseg.data.datasets import DatasetInfo
+from jaxseg.zoo import evaluate
 
 PREFIX = "zoo:"
 
 
 def zoo_name(config: ml_collections.ConfigDict) -> str:
     """The entry named by `config.init_from` ("zoo:NAME"), checked to be in the zoo."""
-    from jaxseg import zoo
-
     spec = config.init_from
     if not spec.startswith(PREFIX):
         raise train.ConfigError(
-            f"config.init_from={spec!r}: write zoo:NAME, NAME from `python -m jaxseg.zoo list`"
+            f"config.init_from={spec!r}: write zoo:NAME, NAME from `jaxseg-zoo list`"
         )
     name = spec[len(PREFIX) :]
     try:
@@ -46,8 +45,6 @@ def init_from_zoo(config: ml_collections.ConfigDict, state: train.TrainState) ->
         `init_from` and `pretrained` set, or a model that is not the release's architecture
         (the message names the release's architecture and the experiment's model).
     """
-    from jaxseg import zoo
-
     name = zoo_name(config)
     if config.get("pretrained"):
         raise train.ConfigError(
@@ -79,9 +76,11 @@ def dataset_pairs(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """`(uint8 [H, W, 3] RGB image, int32 [H, W] labels)` of every example of `split`, as the
     experiment's evaluation reads them (labels mapped through `info`), at their own size."""
-    from jaxseg import data
+    from jaxseg.data import pipeline  # TensorFlow: only when the data is read
 
-    stream = data.eval_stream(builder, split, batch_size=1, normalization="none", dataset_info=info)
+    stream = pipeline.eval_stream(
+        builder, split, batch_size=1, normalization="none", dataset_info=info
+    )
     for batch in stream:
         for i in np.flatnonzero(batch["mask"]):
             height, width = batch["size"][i]
@@ -93,50 +92,60 @@ def dataset_pairs(
 
 
 def evaluate_release(
-    config: ml_collections.ConfigDict, builder: Any, info: DatasetInfo
+    name: str,
+    builder: Any,
+    info: DatasetInfo,
+    split: str,
+    *,
+    crf: bool = False,
+    checkpoint: str | None = None,
 ) -> dict[str, Any]:
-    """Scores the release `config.init_from` on the prepared dataset's evaluation split by
-    each of its published protocols (`jaxseg.zoo.evaluate.evaluate_entry`: the release's own
-    preprocessing, evaluation canvas, output stride, scales, flip; with `config.crf` the CRF
-    settings published with it) and prints published and measured numbers side by side.
+    """Scores release `name` on `split` of a prepared dataset by each of its published
+    protocols (`jaxseg.zoo.evaluate.evaluate_entry`: the release's own preprocessing,
+    evaluation canvas, output stride, scales, flip; with `crf` the CRF settings published
+    with it) and prints published and measured numbers side by side (`jaxseg-zoo evaluate`).
+
+    Args:
+      name: a zoo entry.
+      builder: the prepared TFDS builder; info: its `DatasetInfo`; split: e.g. "validation".
+      crf: also measure the numbers published with the dense CRF.
+      checkpoint: a local copy of the release instead of the cached download.
 
     Returns:
-      `{"init_from", "split", "results": [{"metric", "protocol", "published", "measured"}]}`.
-    """
-    from jaxseg import zoo
-    from jaxseg.experiment.datasets import eval_split
-    from jaxseg.zoo import evaluate
+      `{"model", "split", "results": [{"metric", "protocol", "published", "measured"}]}`.
 
-    name = zoo_name(config)
-    item = zoo.entry(name)
+    Raises:
+      ConfigError naming the release: unknown, a backbone without a head, another label
+      set than the dataset's, `crf` without published settings.
+    """
+    try:
+        item = zoo.entry(name)
+    except KeyError as e:
+        raise train.ConfigError(e.args[0]) from None
     if name in zoo.deeplab_models.RELEASES and zoo.deeplab_models.RELEASES[name].labels is None:
         raise train.ConfigError(
-            f"config.init_from={config.init_from!r} is an ImageNet backbone without a "
-            "segmentation head: nothing to evaluate; train from it with --mode=train"
+            f"{name} is an ImageNet backbone without a segmentation head: nothing to "
+            "evaluate; train from it with --config.init_from=zoo:NAME"
         )
     if item.num_classes != len(info.class_names):
         ade20k_other = item.num_classes == len(info.class_names) + 1  # DeepLab's "other"
         if not ade20k_other:
             raise train.ConfigError(
-                f"config.init_from={config.init_from!r} predicts {item.num_classes} classes, "
-                f"the dataset {config.dataset} has {len(info.class_names)}: evaluate it with "
-                "an experiment of its label set"
+                f"{name} predicts {item.num_classes} classes, the dataset {info.name} has "
+                f"{len(info.class_names)}: evaluate it on a dataset of its label set"
             )
-    if config.crf and name not in evaluate.RELEASE_CRF:
-        raise train.ConfigError(
-            f"--config.crf=True: {name} was not published with CRF settings; drop the flag"
-        )
-    split = eval_split(config)
+    if crf and item.crf is None:
+        raise train.ConfigError(f"{name} was not published with CRF settings; drop --crf")
     try:
         measured = evaluate.evaluate_entry(
-            name, lambda: dataset_pairs(builder, split, info), crf=bool(config.crf)
+            name, lambda: dataset_pairs(builder, split, info), crf=crf, checkpoint=checkpoint
         )
-    except (KeyError, ValueError) as e:
-        raise train.ConfigError(f"config.init_from={config.init_from!r}: {e}") from None
-    lines = [f"\n{name} ({item.architecture}) on {config.dataset}:{split}, no training:"]
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        raise train.ConfigError(f"{name}: {e}") from None
+    lines = [f"\n{name} ({item.architecture}) on {info.name}:{split}, no training:"]
     results = []
     for published, value in measured:
-        text = "not measured (--config.crf=True)" if value is None else f"measured {value:.2f}"
+        text = "not measured (--crf)" if value is None else f"measured {value:.2f}"
         lines.append(
             f"  {published.metric}: published {published.value} ({published.protocol}); {text}"
         )
@@ -149,4 +158,4 @@ def evaluate_release(
             )
         )
     print("\n".join(lines))
-    return {"init_from": config.init_from, "split": split, "results": results}
+    return {"model": name, "split": split, "results": results}

@@ -10,6 +10,8 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxseg.weights.convert import ImportedWeights
+from jaxseg.weights.keras import from_keras
+from jaxseg.weights.torch import from_torch
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +112,6 @@ def load_pretrained(
     `.h5` -> `from_keras`; `.safetensors` / `.npz` -> `from_torch`. See those for
     `model_name` and for the backbone settings the weights need (`ImportedWeights`).
     """
-    from jaxseg.weights.keras import from_keras
-    from jaxseg.weights.torch import from_torch
-
     name = os.fspath(file).lower()
     if name.endswith((".h5", ".hdf5")):
         imported = from_keras(file, model_name)

@@ -42,6 +42,12 @@ from typing import Any
 import flax.linen as nn
 import numpy as np
 
+from jaxseg.backbones import MobileNetV2, Xception41, Xception65, Xception71
+from jaxseg.backbones.mobilenet import MOBILENET_V2_STAGES, make_divisible
+from jaxseg.backbones.resnet import ResNet50, ResNet101
+from jaxseg.models._common import scaled_rates
+from jaxseg.models.deeplab_v3 import DeepLabV3
+from jaxseg.models.deeplab_v3plus import DeepLabV3Plus
 from jaxseg.weights import convert as engine
 from jaxseg.weights.convert import Entry, ImportedWeights, Spec
 
@@ -167,7 +173,6 @@ class DeepLabArch:
     def _check_expansion_rounding(self) -> None:
         """The official expansion width is `make_divisible(6 * inputs, 8)`; jaxseg's MobileNetV2
         uses `6 * inputs`, equal whenever the inputs are a multiple of 4 (depth 1.0 and 0.5)."""
-        from jaxseg.backbones.mobilenet import MOBILENET_V2_STAGES, make_divisible
 
         divisor = 8 if self.depth_multiplier == 1.0 else 1
         widths = [make_divisible(c * self.depth_multiplier, divisor) for _, c, _, _ in
@@ -190,8 +195,6 @@ class DeepLabArch:
 
     def backbone_factory(self) -> Any:
         """The backbone class with this architecture's settings bound (no `output_stride`)."""
-        from jaxseg.backbones import MobileNetV2, Xception41, Xception65, Xception71
-        from jaxseg.backbones.resnet import ResNet50, ResNet101
 
         kwargs: dict[str, Any] = {}
         if self.backbone.startswith("xception"):
@@ -220,9 +223,6 @@ class DeepLabArch:
         factory = self.backbone_factory()
         if self.num_classes is None:
             return factory(output_stride=output_stride)
-        from jaxseg.models._common import scaled_rates
-        from jaxseg.models.deeplab_v3 import DeepLabV3
-        from jaxseg.models.deeplab_v3plus import DeepLabV3Plus
 
         rates = scaled_rates(self.atrous_rates, 16, output_stride) if self.atrous_rates else ()
         common = dict(
@@ -321,7 +321,6 @@ def _xception_entries(arch: DeepLabArch, prefix: tuple[str, ...]) -> list[Entry]
 
 
 def _mobilenet_entries(arch: DeepLabArch, prefix: tuple[str, ...]) -> list[Entry]:
-    from jaxseg.backbones.mobilenet import MOBILENET_V2_STAGES
 
     eps, scope = arch.backbone_epsilon, arch.scope
     entries = [_conv_bn(f"{scope}/Conv", (*prefix, "stem"), eps)]

@@ -389,6 +389,9 @@ register(
             Published("mIoU", 67.64, f"{_VOC12_VAL}, dense CRF", eval_output_stride=8),
         ),
         load=build_deeplab_v1,
+        crf=dict(  # the dense-CRF settings published with this release
+            w_bilateral=4.0, theta_alpha=121.0, theta_beta=5.0, w_gaussian=3.0, theta_gamma=3.0
+        ),
         references={
             "test_prototxt": "http://ccvl.stat.ucla.edu/ccvl/DeepLab-LargeFOV/test.prototxt"
         },
@@ -411,6 +414,9 @@ register(
             Published("mIoU", 71.57, f"{_VOC12_VAL}, dense CRF", eval_output_stride=8),
         ),
         load=build_deeplab_v2_vgg16,
+        crf=dict(  # the dense-CRF settings published with this release
+            w_bilateral=4.0, theta_alpha=65.0, theta_beta=3.0, w_gaussian=2.0, theta_gamma=2.0
+        ),
         references={"project_page": "http://liangchiehchen.com/projects/DeepLabv2_vgg.html"},
         notes=_DEEPLAB_NOTES + f" The zip's {DEEPLAB_V2_MEMBER} is the VOC 2012 model.",
     )
@@ -430,6 +436,9 @@ register(
             Published("mIoU", 77.69, f"{_VOC12_VAL}, MSC, dense CRF", eval_output_stride=8),
         ),
         load=build_deeplab_v2_resnet,
+        crf=dict(  # the dense-CRF settings published with this release
+            w_bilateral=4.0, theta_alpha=67.0, theta_beta=3.0, w_gaussian=3.0, theta_gamma=1.0
+        ),
         references={"project_page": "http://liangchiehchen.com/projects/DeepLabv2_resnet.html"},
         notes=_DEEPLAB_NOTES + f" The zip's {DEEPLAB_V2_MEMBER} is the VOC 2012 model; the "
         "file stores the shared weights once per scale branch (checked equal).",

@@ -22,7 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxseg import viz
+from jaxseg.data import label_tables
 from jaxseg.files import atomic_write
+from jaxseg.segmenter import Segmenter
 from jaxseg.weights import tf_slim
 from jaxseg.weights.tf_slim import DeepLabArch
 from jaxseg.zoo import download
@@ -61,8 +64,6 @@ class Release:
     def class_names(self) -> tuple[str, ...] | None:
         if self.labels is None:
             return None
-        from jaxseg.data import label_tables  # imports TensorFlow: only when loading
-
         return {
             "voc": tuple(label_tables.VOC_CLASS_NAMES),
             "cityscapes": tuple(label_tables.CITYSCAPES_CLASS_NAMES),
@@ -72,8 +73,6 @@ class Release:
 
     @property
     def palette(self) -> np.ndarray | None:
-        from jaxseg import viz
-
         if self.labels == "cityscapes":
             return viz.CITYSCAPES_PALETTE
         return viz.voc_palette(256)
@@ -140,8 +139,6 @@ def build_segmenter(
 
     `class_names` overrides the release's label set (e.g. for a model fine-tuned elsewhere).
     """
-    from jaxseg.segmenter import Segmenter
-
     model = release.arch.model(output_stride or release.eval_output_stride)
     return Segmenter(
         model,
@@ -153,6 +150,7 @@ def build_segmenter(
         pad_pixel=MEAN_PIXEL,
         bucket=EVAL_CANVASES,
         align_corners=True,
+        multiscale="deeplab",  # test-time scales and flips by the official protocol
     )
 
 

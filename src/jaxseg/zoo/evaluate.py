@@ -1,40 +1,36 @@
 """Scoring a zoo model the way its paper did, and printing the published number beside it.
 
     seg = zoo.load("deeplab_largefov_voc12")
-    results = evaluate(seg, pairs, crf=RELEASE_CRF.get(name))   # pairs: (RGB image, labels)
+    results = evaluate(seg, pairs, crf=zoo.entry(name).crf)   # pairs: (RGB image, labels)
     print(published_vs_measured(zoo.entry(name), results))
 
-`evaluate` runs each image through `Segmenter.logits` (the release's preprocessing and
-evaluation canvas) or, with test-time scales/flip, DeepLab's official multi-scale protocol
-(`protocol.official_probabilities`), and, with `crf`, through the dense CRF with the settings
-the release was published with (`RELEASE_CRF`). It is the one scoring loop of the zoo:
-`protocol.evaluate_published` and `evaluate_entry` (all published numbers of an entry, as
-`--mode=eval --config.init_from=zoo:NAME` prints them) call it.
+`evaluate` runs each image through `Segmenter.logits`: the release's preprocessing, evaluation
+canvas and test-time protocol (a TF DeepLab release loaded with `scales`/`flip` applies the
+official multi-scale protocol), and, with `crf`, scores the dense-CRF refinement too, with
+the settings the release was published with (`ZooEntry.crf`). It is the one scoring loop of
+the zoo: `evaluate_published` and `evaluate_entry` (all published numbers of an entry, as
+`jaxseg-zoo evaluate` and `--mode=eval --config.init_from=zoo:NAME` print them) call it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from jaxseg import inference, metrics
 from jaxseg.segmenter import Segmenter
-from jaxseg.zoo.registry import Published, ZooEntry
+from jaxseg.zoo.deeplab_models import RELEASES
+from jaxseg.zoo.loading import load
+from jaxseg.zoo.registry import Published, ZooEntry, entry
 
-# Dense CRF settings published with the DeepLab releases (`jaxseg.crf.dense_crf` names).
-RELEASE_CRF: dict[str, dict[str, float]] = {
-    "deeplab_largefov_voc12": dict(
-        w_bilateral=4.0, theta_alpha=121.0, theta_beta=5.0, w_gaussian=3.0, theta_gamma=3.0
-    ),
-    "deeplabv2_vgg16_voc12": dict(
-        w_bilateral=4.0, theta_alpha=65.0, theta_beta=3.0, w_gaussian=2.0, theta_gamma=2.0
-    ),
-    "deeplabv2_resnet101_voc12": dict(
-        w_bilateral=4.0, theta_alpha=67.0, theta_beta=3.0, w_gaussian=3.0, theta_gamma=1.0
-    ),
-}
+
+def scores_without_first_output(name: str) -> bool:
+    """Whether release `name`'s output 0 is not a class of its dataset (DeepLab's ADE20K
+    "other"): it is then left out of the argmax and the scores."""
+    release = RELEASES.get(name)
+    return release is not None and release.labels == "ade20k"
 
 
 def evaluate(
@@ -43,19 +39,15 @@ def evaluate(
     *,
     crf: Mapping[str, float] | None = None,
     ignore_label: int = 255,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
     drop_first_class: bool = False,
 ) -> dict[str, Any]:
     """Scores `seg` on `(image, labels)` pairs.
 
     Args:
-      seg: the model (its own preprocessing and evaluation canvas apply).
+      seg: the model (its own preprocessing, evaluation canvas, scales and flips apply).
       pairs: uint8 RGB `[H, W, 3]` images with int `[H, W]` ground truth (`ignore_label`
         pixels not scored).
       crf: dense-CRF parameters to also score the CRF-refined labels, or None.
-      scales, flip: test-time scales and mirroring by DeepLab's official protocol
-        (`protocol.official_probabilities`); `(1.0,)` without flip is `seg.logits`.
       drop_first_class: leave output 0 out of the argmax and the scores (DeepLab's ADE20K
         "other", not a class of the dataset's labels).
 
@@ -63,8 +55,6 @@ def evaluate(
       `{"plain": metrics.summarize(...)}` and with `crf` also `{"crf": ...}`; each has its
       confusion matrix under "confusion_matrix". `"num_images"`: how many pairs were scored.
     """
-    from jaxseg.zoo import protocol
-
     first = 1 if drop_first_class else 0
     num_classes = seg.num_classes - first
     side = num_classes + 1
@@ -77,11 +67,7 @@ def evaluate(
         labels = np.asarray(labels)
         if labels.shape != image.shape[:2]:
             raise ValueError(f"labels {labels.shape} must match the image {image.shape[:2]}")
-        if tuple(scales) == (1.0,) and not flip:
-            scores = seg.logits(image)
-        else:  # log-probabilities: the protocol's argmax, and the CRF's unaries
-            probabilities = protocol.official_probabilities(seg, image, scales, flip)
-            scores = np.log(np.maximum(probabilities, np.finfo(np.float32).tiny))
+        scores = seg.logits(image)
         outputs = {"plain": scores}
         if crf is not None:
             outputs["crf"] = inference.crf_refine(scores, image, **crf)
@@ -138,7 +124,7 @@ def evaluate_entry(
 
     The published numbers are grouped by protocol (evaluation output stride, scales, flip);
     each group is one pass of `evaluate` over `pairs_fn()` (with `crf`, the release's CRF
-    settings of `RELEASE_CRF` as well). A CRF number is measured only with `crf=True`.
+    settings, `ZooEntry.crf`, as well). A CRF number is measured only with `crf=True`.
 
     Args:
       name: a zoo entry with published numbers.
@@ -150,10 +136,8 @@ def evaluate_entry(
     Returns:
       `(published, measured value in the published unit (percent) or None)` per number.
     """
-    from jaxseg import zoo
-
-    item = zoo.entry(name)
-    if crf and name not in RELEASE_CRF:
+    item = entry(name)
+    if crf and item.crf is None:
         raise ValueError(f"{name} was not published with CRF settings; drop crf=True")
     keys = {"mIoU": "miou", "pixel accuracy": "pixel_accuracy"}
     measured: dict[int, float | None] = {}
@@ -161,19 +145,15 @@ def evaluate_entry(
     for index, published in enumerate(item.published):
         key = (published.eval_output_stride, tuple(published.eval_scales), published.eval_flip)
         groups.setdefault(key, []).append(index)
-    release = zoo.deeplab_models.RELEASES.get(name)
-    drop_other = release is not None and release.labels == "ade20k"
     for (output_stride, scales, flip), indices in groups.items():
-        segmenter = zoo.load(name, checkpoint, output_stride, crop_size)
+        segmenter = load(name, checkpoint, output_stride, crop_size, scales=scales, flip=flip)
         with_crf = crf and any("CRF" in item.published[i].protocol for i in indices)
         results = evaluate(
             segmenter,
             pairs_fn(),
-            crf=RELEASE_CRF[name] if with_crf else None,
+            crf=item.crf if with_crf else None,
             ignore_label=ignore_label,
-            scales=scales,
-            flip=flip,
-            drop_first_class=drop_other,
+            drop_first_class=scores_without_first_output(name),
         )
         for i in indices:
             published = item.published[i]
@@ -181,3 +161,47 @@ def evaluate_entry(
             value = results.get(which, {}).get(keys.get(published.metric, ""))
             measured[i] = None if value is None else 100.0 * float(value)
     return [(item.published[i], measured[i]) for i in range(len(item.published))]
+
+
+def evaluate_published(
+    name: str,
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    which: int = 0,
+    checkpoint=None,
+    crop_size=None,
+    ignore_label: int = 255,
+) -> tuple[dict[str, Any], Published]:
+    """Measures a zoo model the way one of its published numbers was measured.
+
+    Args:
+      name: a zoo entry with published numbers.
+      pairs: (uint8 `[H, W, 3]` image, int `[H, W]` label map) in the entry's label set as
+        jaxseg's datasets deliver it (ADE20K: 0..149, "other" = `ignore_label`; the model's
+        extra "other" output is then left out of the argmax).
+      which: index into the entry's `published` (its protocol: output stride, scales, flip).
+      checkpoint, crop_size: as `jaxseg.zoo.load`.
+      ignore_label: label value not scored.
+
+    Returns:
+      (`jaxseg.metrics.summarize` of the confusion matrix, the `Published` it compares with).
+    """
+    published = entry(name).published[which]
+    segmenter = load(
+        name,
+        checkpoint,
+        published.eval_output_stride,
+        crop_size,
+        scales=published.eval_scales,
+        flip=published.eval_flip,
+    )
+    results = evaluate(
+        segmenter,
+        pairs,
+        ignore_label=ignore_label,
+        drop_first_class=scores_without_first_output(name),
+    )
+    if not results["num_images"]:
+        raise ValueError(f"evaluate_published({name!r}): no (image, label) pairs given")
+    summary = results["plain"]
+    del summary["confusion_matrix"]
+    return summary, published

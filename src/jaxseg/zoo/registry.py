@@ -52,6 +52,8 @@ class ZooEntry:
       load: builds the `Segmenter` from the local file, see `Loader`.
       references: other files of the release (deploy prototxt, ...) by role -> address.
       notes: preprocessing and deviations worth knowing.
+      crf: the dense-CRF settings published with the release (`jaxseg.crf.dense_crf`
+        keyword arguments), or None.
     """
 
     name: str
@@ -65,6 +67,7 @@ class ZooEntry:
     load: Loader
     references: Mapping[str, str] = dataclasses.field(default_factory=dict)
     notes: str = ""
+    crf: Mapping[str, float] | None = None
 
 
 ENTRIES: dict[str, ZooEntry] = {}

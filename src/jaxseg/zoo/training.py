@@ -19,6 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxseg import weights
+from jaxseg.zoo import deeplab_models
+from jaxseg.zoo.loading import fetch
+from jaxseg.zoo.registry import local_file
 
 logger = logging.getLogger(__name__)
 PREFIX = "zoo:"
@@ -26,8 +32,6 @@ PREFIX = "zoo:"
 
 def entry_name(spec: str) -> str:
     """`"zoo:NAME"` or `"NAME"` -> `NAME` (checked to be a DeepLab release)."""
-    from jaxseg.zoo import deeplab_models
-
     name = spec[len(PREFIX) :] if spec.startswith(PREFIX) else spec
     if name not in deeplab_models.RELEASES:
         known = ", ".join(sorted(deeplab_models.RELEASES))
@@ -38,14 +42,24 @@ def entry_name(spec: str) -> str:
 def model(spec: str, output_stride: int = 16, num_classes: int | None = None) -> nn.Module:
     """The released architecture of `spec` at `output_stride`, optionally with another number
     of classes (an ImageNet backbone entry then gets the DeepLab v3+ head of the paper)."""
-    from jaxseg.zoo import deeplab_models
-
     arch = deeplab_models.RELEASES[entry_name(spec)].arch
     if num_classes is not None:
         arch = dataclasses.replace(arch, num_classes=num_classes)
     elif arch.num_classes is None:
         raise ValueError(f"{spec} is a backbone: pass num_classes to get a segmentation model")
     return arch.model(output_stride)
+
+
+def backbone_weights(name: str, checkpoint: str | Path | None = None):
+    """The backbone variables of DeepLab release `name` (ImageNet backbones included), a
+    `jaxseg.weights.ImportedWeights` for `DeepLabArch.backbone_factory()` of the entry."""
+    if name not in deeplab_models.RELEASES:
+        raise KeyError(
+            f"{name!r} is not a DeepLab TF-slim release; known: "
+            f"{', '.join(sorted(deeplab_models.RELEASES))}"
+        )
+    path = local_file(checkpoint) if checkpoint is not None else fetch(name)
+    return deeplab_models.load_backbone_weights(deeplab_models.RELEASES[name], path)
 
 
 def _flatten(tree: Mapping, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
@@ -77,16 +91,11 @@ def initial_variables(
       released variable absent from the model, or model variables the release does not have
       other than the classifier).
     """
-    import jax.numpy as jnp
-
-    from jaxseg import weights, zoo
-    from jaxseg.zoo import deeplab_models
-
     name = entry_name(spec)
     release = deeplab_models.RELEASES[name]
     if release.arch.num_classes is None:
-        return weights.load_backbone(variables, zoo.backbone_weights(name, checkpoint), strict=True)
-    path = zoo.local_file(checkpoint) if checkpoint is not None else zoo.fetch(name)
+        return weights.load_backbone(variables, backbone_weights(name, checkpoint), strict=True)
+    path = local_file(checkpoint) if checkpoint is not None else fetch(name)
     released = deeplab_models.converted_variables(path, release.arch)
     flat_ours = {(col, *p): v for col, tree in variables.items() for p, v in _flatten(tree).items()}
     flat_released = {

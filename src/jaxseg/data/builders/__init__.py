@@ -4,3 +4,7 @@
 the host-side file readers and checks they share (`readers`, `example_io`) and `downloads`
 (downloads off means off: a missing `manual_dir` is listed, nothing is fetched).
 """
+
+# Each builder module registers its TFDS builder when imported. TensorFlow starts here, quietly
+# and without accelerators (it only feeds data).
+from jaxseg.data import tf_setup  # noqa: F401

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxseg.data.datasets import SPEC_PREFIX, is_folder_spec
 from jaxseg.data.errors import DataError
 
-SPEC_PREFIX = "folder:"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Masks must be lossless: a JPEG mask has blended values along every class border.
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
@@ -47,10 +47,6 @@ class FolderSpec:
     root: Path
     reduce_zero_label: bool = False
     min_image_size: int = 16
-
-
-def is_folder_spec(dataset: str) -> bool:
-    return isinstance(dataset, str) and dataset.startswith(SPEC_PREFIX)
 
 
 def parse_spec(dataset: str) -> FolderSpec:

@@ -155,8 +155,8 @@ def prepare_demo(
 
     Returns:
       ``tfds.core.DatasetBuilder`` of ``voc_segmentation/<config>``, ready for
-      ``jaxseg.data.train_stream(builder, "train", ...)`` and
-      ``jaxseg.data.eval_stream(builder, "validation", ...)``.
+      ``jaxseg.data.pipeline.train_stream(builder, "train", ...)`` and
+      ``jaxseg.data.pipeline.eval_stream(builder, "validation", ...)``.
     """
     import tensorflow_datasets as tfds
 

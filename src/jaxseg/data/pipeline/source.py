@@ -10,6 +10,7 @@ import os
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from jaxseg.data.builders import camvid, voc  # noqa: F401  (registers them for tfds.builder)
 from jaxseg.data.datasets import DatasetInfo, get_dataset_info
 from jaxseg.data.errors import DatasetNotFoundError
 
@@ -19,8 +20,6 @@ _SPLIT_ALIASES = {"val": "validation", "train_aug": "train", "trainaug": "train"
 
 def get_builder(builder_or_name, data_dir: str | os.PathLike | None = None):
     """A *prepared* TFDS builder from a builder or a name like ``"voc_segmentation/2012_aug"``."""
-    import jaxseg.data  # noqa: F401  (registers our builders before tfds.builder looks them up)
-
     builder = builder_or_name
     if isinstance(builder_or_name, str):
         data_dir = os.fspath(data_dir) if data_dir is not None else None
