@@ -676,7 +676,7 @@ def test_init_from_zoo_fills_a_model_with_another_label_set(
     shapes = jax.eval_shape(other.init, jax.random.key(0), jnp.zeros((1, 65, 65, 3)))
     with pytest.raises(ValueError, match="not the released architecture.*decoder"):
         zoo.training.initial_variables(spec, shapes, checkpoint=archive)
-    with pytest.raises(KeyError, match="no released DeepLab model 'nope'"):
+    with pytest.raises(KeyError, match="no model 'nope' in the zoo"):
         zoo.training.model("zoo:nope")
 
 

@@ -115,9 +115,6 @@ def test_init_from_fills_the_variables_with_the_checkpoint_arrays(cached):
     config.init_from = "zoo:nope"
     with pytest.raises(train.ConfigError, match="no model 'nope' in the zoo"):
         experiment.init_from_pretrained(config, other)
-    config.init_from = "zoo:fcn8s_heavy_pascal"
-    with pytest.raises(train.ConfigError, match="supported for the DeepLab TF-slim releases"):
-        experiment.init_from_pretrained(config, other)
     config.init_from, config.pretrained = f"zoo:{NAME}", "resnet50.safetensors"
     with pytest.raises(train.ConfigError, match="both give initial weights; keep one"):
         experiment.init_from_pretrained(config, other)

@@ -10,7 +10,21 @@ from jaxseg.backbones.resnet import Bottleneck, ResNet, ResNet50, ResNet101
 from jaxseg.backbones.vgg import VGG16
 from jaxseg.backbones.xception import Xception41, Xception65, Xception71, XceptionBlock
 
+# The one name table of the backbones that take `output_stride` (DeepLab v2-v3+): configs
+# (`model.backbone`), models (`backbone="resnet101"`) and the TF-slim converter (DeepLab's
+# `model_variant`s map onto these names) all resolve names here, so a new backbone is added in
+# this table only. (FCN, SegNet and DeepLab v1 are VGG16 by definition.)
+BACKBONES = {
+    "resnet50": ResNet50,
+    "resnet101": ResNet101,
+    "xception41": Xception41,
+    "xception65": Xception65,
+    "xception71": Xception71,
+    "mobilenetv2": MobileNetV2,
+}
+
 __all__ = [
+    "BACKBONES",
     "VGG16",
     "Bottleneck",
     "InvertedResidual",

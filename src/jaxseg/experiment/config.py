@@ -13,8 +13,8 @@ import ml_collections
 import numpy as np
 
 from jaxseg import train
+from jaxseg.backbones import BACKBONES
 from jaxseg.data import normalization as transforms
-from jaxseg.models._common import BACKBONES
 from jaxseg.nn import layers as nn_layers
 
 
@@ -184,10 +184,11 @@ def backbone_factory(model_config: ml_collections.ConfigDict) -> Callable[..., A
     Options read when present: `base_width` and `stride_in_1x1` (ResNets), `width_multiplier`
     (MobileNetV2). The DeepLab models pass `output_stride`, `multi_grid`, `norm` and dtypes.
     """
-    classes = BACKBONES  # the models' own name table
     name = model_config.backbone
-    if name not in classes:
-        raise train.ConfigError(f"config.model.backbone={name!r}; choose one of {sorted(classes)}")
+    if name not in BACKBONES:
+        raise train.ConfigError(
+            f"config.model.backbone={name!r}; choose one of {sorted(BACKBONES)}"
+        )
     options: dict[str, Any] = {}
     if name.startswith("resnet"):
         for key in ("base_width", "stride_in_1x1"):
@@ -195,7 +196,7 @@ def backbone_factory(model_config: ml_collections.ConfigDict) -> Callable[..., A
                 options[key] = model_config[key]
     if name == "mobilenetv2" and "width_multiplier" in model_config:
         options["width_multiplier"] = model_config.width_multiplier
-    return functools.partial(classes[name], **options)
+    return functools.partial(BACKBONES[name], **options)
 
 
 def eval_split(config: ml_collections.ConfigDict) -> str:

@@ -41,8 +41,8 @@ def init_from_zoo(config: ml_collections.ConfigDict, state: train.TrainState) ->
     """`state` with the released variables of `config.init_from` put in (see the module doc).
 
     Raises:
-      ConfigError: an unknown entry, an entry that is not a DeepLab TF-slim release, both
-        `init_from` and `pretrained` set, or a model that is not the release's architecture
+      ConfigError: an unknown entry, both `init_from` and `pretrained` set, or a model
+        that is not the release's architecture
         (the message names the release's architecture and the experiment's model).
     """
     name = zoo_name(config)
@@ -51,24 +51,19 @@ def init_from_zoo(config: ml_collections.ConfigDict, state: train.TrainState) ->
             f"config.init_from={config.init_from!r} and config.pretrained="
             f"{config.pretrained!r} both give initial weights; keep one"
         )
-    if name not in zoo.deeplab_models.RELEASES:
-        raise train.ConfigError(
-            f"config.init_from={config.init_from!r}: initialising training is supported for "
-            f"the DeepLab TF-slim releases ({', '.join(sorted(zoo.deeplab_models.RELEASES))}); "
-            f"{name} can be evaluated (--mode=eval) or used by jaxseg.predict --model"
-        )
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     try:
         variables = zoo.training.initial_variables(config.init_from, variables)
     except ValueError as e:
-        release = zoo.deeplab_models.RELEASES[name].arch
         model = config.get("model", {})
         raise train.ConfigError(
-            f"config.init_from={config.init_from!r} is {zoo.entry(name).architecture} "
-            f"({release.key()}); this experiment builds a model with "
-            f"backbone={model.get('backbone')!r}, which does not take these weights: {e}"
+            f"config.init_from={config.init_from!r} is {zoo.entry(name).architecture}; this "
+            f"experiment builds a model with backbone={model.get('backbone')!r}, which does "
+            f"not take these weights: {e}"
         ) from None
-    return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+    # A model without BatchNorm (VGG-based releases) has no batch_stats to fill.
+    batch_stats = variables.get("batch_stats", state.batch_stats)
+    return state.replace(params=variables["params"], batch_stats=batch_stats)
 
 
 def dataset_pairs(

@@ -9,16 +9,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.backbones import MobileNetV2, ResNet50, ResNet101, Xception65
+from jaxseg.backbones import BACKBONES
 
 BackboneLike = str | Callable[..., nn.Module]
-
-BACKBONES: dict[str, type[nn.Module]] = {
-    "resnet50": ResNet50,
-    "resnet101": ResNet101,
-    "xception65": Xception65,
-    "mobilenetv2": MobileNetV2,
-}
 
 
 def check_images(images: jax.Array, min_size: int | tuple[int, int], who: str) -> None:

@@ -42,9 +42,8 @@ from typing import Any
 import flax.linen as nn
 import numpy as np
 
-from jaxseg.backbones import MobileNetV2, Xception41, Xception65, Xception71
+from jaxseg.backbones import BACKBONES
 from jaxseg.backbones.mobilenet import MOBILENET_V2_STAGES, make_divisible
-from jaxseg.backbones.resnet import ResNet50, ResNet101
 from jaxseg.models._common import scaled_rates
 from jaxseg.models.deeplab_v3 import DeepLabV3
 from jaxseg.models.deeplab_v3plus import DeepLabV3Plus
@@ -60,6 +59,17 @@ _TRAINING_ONLY = re.compile(
 # ImageNet classifier heads of the backbone checkpoints (1001 classes): not used for segmentation.
 _IMAGENET_HEAD = re.compile(r"^[^/]+/(logits|AuxLogits|Logits)/")
 
+# DeepLab's `model_variant`s as jaxseg backbones (names of `jaxseg.backbones.BACKBONES`) with
+# the settings that make them the official graph: ResNet "beta" is the 3-conv stem with the
+# stride at the end of each block.
+OFFICIAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "xception_41": ("xception41", {}),
+    "xception_65": ("xception65", {}),
+    "xception_71": ("xception71", {}),
+    "mobilenet_v2": ("mobilenetv2", {}),
+    "resnet_v1_50_beta": ("resnet50", {"stem": "beta", "stride_at_end": True}),
+    "resnet_v1_101_beta": ("resnet101", {"stem": "beta", "stride_at_end": True}),
+}
 BACKBONE_SCOPES = {
     "xception_41": "xception_41",
     "xception_65": "xception_65",
@@ -195,25 +205,17 @@ class DeepLabArch:
 
     def backbone_factory(self) -> Any:
         """The backbone class with this architecture's settings bound (no `output_stride`)."""
-
-        kwargs: dict[str, Any] = {}
-        if self.backbone.startswith("xception"):
-            cls = {"xception_41": Xception41, "xception_65": Xception65, "xception_71": Xception71}[
-                self.backbone
-            ]
-            if self.middle_flow_units is not None:
-                kwargs["middle_flow_units"] = self.middle_flow_units
-        elif self.backbone == "mobilenet_v2":
-            cls = MobileNetV2
+        name, kwargs = OFFICIAL_VARIANTS[self.backbone]
+        kwargs = dict(kwargs)
+        if name.startswith("xception") and self.middle_flow_units is not None:
+            kwargs["middle_flow_units"] = self.middle_flow_units
+        elif name == "mobilenetv2":
             kwargs["width_multiplier"] = self.depth_multiplier
             # mobilenet_v2 in DeepLab: channels rounded to multiples of 8 only at width 1.0.
             kwargs["channel_divisor"] = 8 if self.depth_multiplier == 1.0 else 1
-        else:
-            cls = ResNet50 if self.backbone == "resnet_v1_50_beta" else ResNet101
-            kwargs.update(stem="beta", stride_at_end=True)
-            if self.stage_sizes is not None:
-                kwargs["stage_sizes"] = tuple(self.stage_sizes)
-        return functools.partial(cls, norm=self._norm(self.backbone_epsilon), **kwargs)
+        elif name.startswith("resnet") and self.stage_sizes is not None:
+            kwargs["stage_sizes"] = tuple(self.stage_sizes)
+        return functools.partial(BACKBONES[name], norm=self._norm(self.backbone_epsilon), **kwargs)
 
     def model(self, output_stride: int = 16) -> nn.Module:
         """The jaxseg module computing the official graph at `output_stride` (8, 16 or 32).

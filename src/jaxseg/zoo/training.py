@@ -23,26 +23,35 @@ import jax.numpy as jnp
 
 from jaxseg import weights
 from jaxseg.zoo import deeplab_models
-from jaxseg.zoo.loading import fetch
-from jaxseg.zoo.registry import local_file
+from jaxseg.zoo.loading import fetch, load
+from jaxseg.zoo.registry import entry, local_file
 
 logger = logging.getLogger(__name__)
 PREFIX = "zoo:"
 
 
 def entry_name(spec: str) -> str:
-    """`"zoo:NAME"` or `"NAME"` -> `NAME` (checked to be a DeepLab release)."""
+    """`"zoo:NAME"` or `"NAME"` -> `NAME` (checked to be a zoo entry)."""
     name = spec[len(PREFIX) :] if spec.startswith(PREFIX) else spec
-    if name not in deeplab_models.RELEASES:
-        known = ", ".join(sorted(deeplab_models.RELEASES))
-        raise KeyError(f"init_from={spec!r}: no released DeepLab model {name!r}; known: {known}")
+    try:
+        entry(name)
+    except KeyError as e:
+        raise KeyError(f"init_from={spec!r}: {e.args[0]}") from None
     return name
 
 
 def model(spec: str, output_stride: int = 16, num_classes: int | None = None) -> nn.Module:
-    """The released architecture of `spec` at `output_stride`, optionally with another number
-    of classes (an ImageNet backbone entry then gets the DeepLab v3+ head of the paper)."""
-    arch = deeplab_models.RELEASES[entry_name(spec)].arch
+    """The released architecture of TF DeepLab release `spec` at `output_stride`, optionally
+    with another number of classes (an ImageNet backbone entry then gets the DeepLab v3+ head
+    of the paper). The Caffe releases' architectures are their experiment files' models with
+    the switches `jaxseg.zoo.caffe_models` states (`zoo.load(name).model` is one)."""
+    name = entry_name(spec)
+    if name not in deeplab_models.RELEASES:
+        raise ValueError(
+            f"{spec} is a Caffe release: build its architecture with its experiment file (the "
+            "switches of jaxseg.zoo.caffe_models), or take zoo.load(name).model"
+        )
+    arch = deeplab_models.RELEASES[name].arch
     if num_classes is not None:
         arch = dataclasses.replace(arch, num_classes=num_classes)
     elif arch.num_classes is None:
@@ -78,7 +87,8 @@ def initial_variables(
     """`variables` with the released weights of `spec` ("zoo:NAME") put in.
 
     Args:
-      spec: a DeepLab release; ImageNet backbone entries fill `backbone` only.
+      spec: a zoo entry ("zoo:NAME"): a whole model (TF-slim or Caffe release) fills every
+        variable; the ImageNet backbone entries of the TF-slim zoo fill `backbone` only.
       variables: the model's own variables (`{"params", "batch_stats"}`), e.g. from `init`.
       checkpoint: a local copy of the release instead of the cached download.
 
@@ -92,11 +102,10 @@ def initial_variables(
       other than the classifier).
     """
     name = entry_name(spec)
-    release = deeplab_models.RELEASES[name]
-    if release.arch.num_classes is None:
+    release = deeplab_models.RELEASES.get(name)
+    if release is not None and release.arch.num_classes is None:
         return weights.load_backbone(variables, backbone_weights(name, checkpoint), strict=True)
-    path = local_file(checkpoint) if checkpoint is not None else fetch(name)
-    released = deeplab_models.converted_variables(path, release.arch)
+    released = load(name, checkpoint).variables  # any whole-model release, TF-slim or Caffe
     flat_ours = {(col, *p): v for col, tree in variables.items() for p, v in _flatten(tree).items()}
     flat_released = {
         (col, *p): v for col, tree in released.items() for p, v in _flatten(tree).items()
