@@ -5,8 +5,9 @@ Importing `jaxseg.data` itself needs no TensorFlow: `DatasetInfo`, the dataset t
 class-name tables serve the model zoo and prediction in a library-only install. The TensorFlow
 parts are subpackages imported by name, each hiding accelerators from TensorFlow first:
 
-- `jaxseg.data.builders`: registers the `voc_segmentation`, `camvid`, `segmentation_folder`
-  (and further) TFDS builders;
+- `jaxseg.data.builders`: the TFDS builders `voc_segmentation`, `camvid`,
+  `ade20k_scene_parsing` and `segmentation_folder`, each registered when its module is
+  imported (`jaxseg.data.pipeline` imports the stock ones);
 - `jaxseg.data.pipeline`: `train_stream` / `eval_stream`.
 """
 

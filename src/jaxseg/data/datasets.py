@@ -31,7 +31,7 @@ class DatasetInfo:
     """What a model, a metric and a visualiser need to know about one dataset.
 
     Attributes:
-      name: TFDS builder name (``None`` for datasets without one, e.g. raw ADE20K).
+      name: TFDS builder name (``None`` for datasets without one).
       num_classes: number of trained classes; labels are ``0..num_classes-1``.
       class_names: ``num_classes`` names, index = label.
       palette: ``uint8 [num_classes, 3]`` RGB colour of each class.
@@ -139,24 +139,29 @@ DATASETS: dict[str, DatasetInfo] = {
             "TFDS scene_parse150 holds the Places Challenge 2017 *instance* masks, RGB: red = "
             "one of 100 object categories (1..100, 0 = stuff/unlabelled -> 255), green = "
             "instance id. Its 'test' split is ADE's validation set. It is not the 150-class "
-            "semantic benchmark; for that, see 'ade20k'."
+            "semantic benchmark; for that, see 'ade20k_scene_parsing'."
         ),
     ),
-    "ade20k": DatasetInfo(
-        name=None,
+    "ade20k_scene_parsing": DatasetInfo(
+        name="ade20k_scene_parsing",
         num_classes=150,
         class_names=lt.ADE20K_CLASS_NAMES,
         palette=_spread_palette(150),
         label_table=lt.shifted_table(150),
-        label_key="annotation",
         notes=(
-            "ADEChallengeData2016 semantic masks (single channel): 0 = other -> 255, "
-            "1..150 -> 0..149. No TFDS builder ships these masks."
+            "ADEChallengeData2016 (builder ade20k_scene_parsing): stored labels are the "
+            "published 0 = other, 1..150; here other -> 255 (ignored) and 1..150 -> 0..149. "
+            "DeepLab's 151-output release is scored on these with its output 0 left out."
         ),
     ),
 }
 
-_ALIASES = {"voc": "voc_segmentation", "pascal_voc": "voc_segmentation", "pet": "oxford_iiit_pet"}
+_ALIASES = {
+    "voc": "voc_segmentation",
+    "pascal_voc": "voc_segmentation",
+    "pet": "oxford_iiit_pet",
+    "ade20k": "ade20k_scene_parsing",
+}
 
 
 def get_dataset_info(name: str) -> DatasetInfo:

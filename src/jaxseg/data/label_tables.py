@@ -39,8 +39,9 @@ PET_CLASS_NAMES = ("background", "pet")
 # band whose class the annotators left open, so it is ignored like VOC's object borders.
 PET_TRIMAP_TO_LABEL = {1: 1, 2: 0, 3: IGNORE_LABEL}
 
-# ADE20K SceneParsing (ADEChallengeData2016) semantic masks: 0 = "other", 1..150 = these classes
-# (objectInfo150, first synonym).
+# ADE20K SceneParsing (ADEChallengeData2016) semantic masks: 0 = "other", 1..150 = these classes,
+# the first synonym of each Name in the archive's objectInfo150.txt ("building, edifice" ->
+# "building"; row 90 "television, television receiver, ..." -> "television").
 ADE20K_CLASS_NAMES = (
     "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass",
     "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain",
@@ -52,7 +53,7 @@ ADE20K_CLASS_NAMES = (
     "bookcase", "blind", "coffee table", "toilet", "flower", "book", "hill", "bench",
     "countertop", "stove", "palm", "kitchen island", "computer", "swivel chair", "boat", "bar",
     "arcade machine", "hovel", "bus", "towel", "light", "truck", "tower", "chandelier",
-    "awning", "streetlight", "booth", "television receiver", "airplane", "dirt track",
+    "awning", "streetlight", "booth", "television", "airplane", "dirt track",
     "apparel", "pole", "land", "bannister", "escalator", "ottoman", "bottle", "buffet",
     "poster", "stage", "van", "ship", "fountain", "conveyer belt", "canopy", "washer",
     "plaything", "swimming pool", "stool", "barrel", "basket", "waterfall", "tent", "bag",

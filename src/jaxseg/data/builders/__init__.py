@@ -1,8 +1,9 @@
 """TFDS builders that prepare datasets once, from files on disk, into the data folder.
 
-`voc` (VOC 2012 and train_aug with SBD), `camvid`, `folder` (a user's images/ + masks/), with
-the host-side file readers and checks they share (`readers`, `example_io`) and `downloads`
-(downloads off means off: a missing `manual_dir` is listed, nothing is fetched).
+`voc` (VOC 2012 and train_aug with SBD), `camvid`, `ade20k` (ADE20K SceneParsing,
+ADEChallengeData2016), `folder` (a user's images/ + masks/), with the host-side file readers and
+checks they share (`readers`, `example_io`) and `downloads` (downloads off means off: a missing
+`manual_dir` is listed, nothing is fetched).
 """
 
 # Each builder module registers its TFDS builder when imported. TensorFlow starts here, quietly

@@ -10,7 +10,7 @@ import os
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from jaxseg.data.builders import camvid, voc  # noqa: F401  (registers them for tfds.builder)
+from jaxseg.data.builders import ade20k, camvid, voc  # noqa: F401  (registers them for tfds.builder)
 from jaxseg.data.datasets import DatasetInfo, get_dataset_info
 from jaxseg.data.errors import DatasetNotFoundError
 
