@@ -526,8 +526,13 @@ class TFCheckpoint:
             for i, p in enumerate(boxes)
             for q in boxes[:i]
         )
-        if overlap or sum(math.prod(n for _, n in box) for box in boxes) != full.size:
-            raise self._fail(f"the stored slices of partitioned variable {name!r} do not tile it")
+        covered = sum(math.prod(n for _, n in box) for box in boxes)
+        if overlap or covered != full.size:
+            raise self._fail(
+                f"the stored slices of partitioned variable {name!r} "
+                + ("overlap" if overlap else f"hold {covered} of its {full.size} values")
+                + ", so it cannot be assembled whole; save the full variable with TensorFlow"
+            )
         return full
 
 
