@@ -7,9 +7,11 @@ checked to be refused by TensorFlow too where it has an opinion.
 
 from __future__ import annotations
 
+import struct
 import sys
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 import pytest
 
@@ -249,3 +251,55 @@ def test_tf_slim_reads_a_checkpoint_without_tensorflow(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # any `import tensorflow` now fails
     arrays = tf_slim.read_checkpoint(tmp_path)
     assert arrays["a/weights"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+
+
+# A hand-built index: the table layout as TensorFlow's table_builder writes it (one data block,
+# every key written whole), for headers TensorFlow cannot be made to write on this machine.
+def varint(n: int) -> bytes:
+    out = b""
+    while n >= 0x80:
+        out += bytes([n & 0x7F | 0x80])
+        n >>= 7
+    return out + bytes([n])
+
+
+def masked_crc(data: bytes) -> int:  # tensorflow/core/lib/hash/crc32c.h: Mask
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def table(entries: list[tuple[bytes, bytes]], compression: int = 0) -> bytes:
+    out = bytearray()
+
+    def block(items: list[tuple[bytes, bytes]]) -> bytes:
+        body = b"".join(varint(0) + varint(len(k)) + varint(len(v)) + k + v for k, v in items)
+        contents = body + struct.pack("<II", 0, 1)  # one restart point, at 0
+        handle = varint(len(out)) + varint(len(contents))
+        trailer = bytes([compression])
+        out.extend(contents + trailer + struct.pack("<I", masked_crc(contents + trailer)))
+        return handle
+
+    data = block(entries)
+    meta = block([])
+    index = block([(entries[-1][0], data)])
+    return bytes(out) + (meta + index).ljust(40, b"\0") + struct.pack("<Q", 0xDB4775248B80FB57)
+
+
+@pytest.mark.parametrize("endianness, compression", [(0, 0), (1, 0), (0, 1)])
+def test_hand_built_index_big_endian_and_snappy_are_refused(tmp_path, endianness, compression):
+    values = np.array([1.0, 2.0], "<f4").tobytes()
+    (tmp_path / "h.ckpt.data-00000-of-00001").write_bytes(values)
+    # BundleHeaderProto{num_shards: 1, endianness, version{producer: 1}}
+    header = b"\x08\x01" + (b"\x10\x01" if endianness else b"") + b"\x1a\x02\x08\x01"
+    # BundleEntryProto{dtype: DT_FLOAT, shape{dim{size: 2}}, size: 8, crc32c: masked}
+    entry = b"\x08\x01\x12\x04\x12\x02\x08\x02\x28\x08\x35" + struct.pack("<I", masked_crc(values))
+    index = table([(b"", header), (b"w", entry)], compression)
+    (tmp_path / "h.ckpt.index").write_bytes(index)
+    prefix = str(tmp_path / "h.ckpt")
+    if endianness == compression == 0:  # the hand-built file is one TensorFlow reads
+        assert tf.train.load_checkpoint(prefix).get_tensor("w").tolist() == [1.0, 2.0]
+        assert read_tf_checkpoint(prefix)["w"].tolist() == [1.0, 2.0]
+        return
+    match = "big-endian" if endianness else "Snappy-compressed"
+    with pytest.raises(CheckpointFormatError, match=match):
+        read_tf_checkpoint(prefix)

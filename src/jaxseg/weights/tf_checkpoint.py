@@ -319,7 +319,7 @@ class TFCheckpoint:
     """
 
     def __init__(self, prefix: str | Path):
-        self.prefix = str(prefix)
+        self.prefix = str(Path(prefix).expanduser())
         path = Path(f"{self.prefix}.index")
         if not path.is_file():
             raise CheckpointFileMissingError(
@@ -337,13 +337,15 @@ class TFCheckpoint:
                 "reads little-endian checkpoints only: re-save it with TensorFlow on a "
                 "little-endian machine"
             )
-        if min_consumer > _BUNDLE_VERSION or _BUNDLE_VERSION in bad or num_shards < 1:
+        if min_consumer > _BUNDLE_VERSION or _BUNDLE_VERSION in bad:
             raise CheckpointFormatError(
-                f"{self.prefix}: checkpoint bundle format version {producer} (readers from "
-                f"version {min_consumer}, excluded {bad}, {num_shards} data files) is not the "
-                f"version {_BUNDLE_VERSION} this reader implements; re-save it with a TensorFlow "
-                "release of the TF 1.x/2.x bundle format"
+                f"{self.prefix}: the checkpoint's bundle format (version {producer}, readable from "
+                f"version {min_consumer} on, not by {bad}) excludes the version "
+                f"{_BUNDLE_VERSION} this reader implements; re-save it with TensorFlow 1.x/2.x's "
+                "tf.train.Checkpoint or Saver"
             )
+        if num_shards < 1:
+            raise self._index.fail(f"has a header that claims {num_shards} data files", 0)
         self.num_shards = num_shards
         self._files: dict[int, BinaryIO] = {}
 
@@ -362,7 +364,11 @@ class TFCheckpoint:
     def names(self) -> list[str]:
         """The variable names, sorted (the slices of partitioned variables are not listed)."""
         # Slice keys start with byte 0 (OrderedCode of 0); the header key is empty.
-        return [key.decode("utf-8") for key in self._table if key and key[0] != 0]
+        keys = [key for key in self._table if key and key[0] != 0]
+        try:
+            return [key.decode("utf-8") for key in keys]
+        except UnicodeDecodeError as error:
+            raise self._index.fail(f"has a variable name that is not UTF-8 ({error})", 0) from None
 
     def entry(self, name: str) -> Entry:
         """The decoded `BundleEntryProto` of variable `name`."""
