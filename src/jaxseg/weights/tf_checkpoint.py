@@ -474,6 +474,8 @@ class TFCheckpoint:
         The lengths' checksum and the entry's checksum run over each length as a little-endian
         uint32 (uint64 above 2**32 - 1), not over its varint bytes.
         """
+        if count > entry.size:  # every element has at least its one-byte length
+            raise self._fail(f"{what}: {count} strings cannot fit in its {entry.size} bytes")
         out = np.empty(count, object)
         if entry.size == 0:  # TF reads nothing then: every element is empty
             out[:] = b""
