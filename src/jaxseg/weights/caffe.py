@@ -31,6 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxseg.weights.protowire import BYTES as _BYTES
+from jaxseg.weights.protowire import FIXED32 as _FIXED32
+from jaxseg.weights.protowire import FIXED64 as _FIXED64
+from jaxseg.weights.protowire import VARINT as _VARINT
+from jaxseg.weights.protowire import WireReader
+
 # V1LayerParameter.LayerType of the BVLC schema, for messages only (forks renumbered some).
 V1_LAYER_TYPES = {
     0: "None", 1: "Accuracy", 2: "BNLL", 3: "Concat", 4: "Convolution", 5: "Data",
@@ -42,8 +48,6 @@ V1_LAYER_TYPES = {
     30: "ArgMax", 31: "Threshold", 32: "DummyData", 33: "Slice", 34: "MVN", 35: "AbsVal",
     36: "Silence", 37: "ContrastiveLoss", 38: "Exp", 39: "Deconvolution",
 }  # fmt: skip
-
-_VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
 
 
 class CaffeFormatError(ValueError):
@@ -69,11 +73,11 @@ class CaffeLayer:
     legacy_shape: bool = False
 
 
-class _Reader:
-    """Wire-format decoding over a byte buffer; errors name the file and the byte offset."""
+class _Reader(WireReader):
+    """Wire-format decoding of a `.caffemodel`; errors name the file and the byte offset."""
 
     def __init__(self, buffer, path: Path, file=None):
-        self.buffer = buffer
+        super().__init__(buffer)
         self.path = path
         self.file = file  # blob data is read from here, so the map's data pages stay untouched
 
@@ -83,60 +87,6 @@ class _Reader:
             f"{len(self.buffer)}); the file is truncated, corrupt or not a Caffe model — "
             "download it again or check that it is the .caffemodel, not the .prototxt"
         )
-
-    def varint(self, pos: int, end: int) -> tuple[int, int]:
-        result = shift = 0
-        start = pos
-        while True:
-            if pos >= end:
-                raise self.fail("a number runs past the end of its message", start)
-            byte = self.buffer[pos]
-            pos += 1
-            result |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return result, pos
-            shift += 7
-            if shift > 63:
-                raise self.fail("an over-long number", start)
-
-    def fields(self, start: int, end: int):
-        """Yields `(field number, wire type, value or (begin, end) of the payload)`."""
-        pos = start
-        while pos < end:
-            tag_at = pos
-            tag, pos = self.varint(pos, end)
-            number, wire = tag >> 3, tag & 7
-            if number == 0:
-                raise self.fail("field number 0", tag_at)
-            if wire == _VARINT:
-                value, pos = self.varint(pos, end)
-                yield number, wire, value
-            elif wire == _FIXED64 or wire == _FIXED32:
-                size = 8 if wire == _FIXED64 else 4
-                if pos + size > end:
-                    raise self.fail("a fixed-size field runs past the end of its message", tag_at)
-                yield number, wire, (pos, pos + size)
-                pos += size
-            elif wire == _BYTES:
-                length, pos = self.varint(pos, end)
-                if pos + length > end:
-                    raise self.fail(
-                        f"field {number} claims {length} bytes but its message ends sooner", tag_at
-                    )
-                yield number, wire, (pos, pos + length)
-                pos += length
-            else:  # groups (3, 4) are not used by caffe.proto; 6, 7 do not exist
-                raise self.fail(f"wire type {wire} (field {number})", tag_at)
-
-    def string(self, span: tuple[int, int]) -> str:
-        return bytes(self.buffer[span[0] : span[1]]).decode("utf-8", errors="replace")
-
-    def packed_varints(self, span: tuple[int, int]) -> list[int]:
-        values, pos = [], span[0]
-        while pos < span[1]:
-            value, pos = self.varint(pos, span[1])
-            values.append(value)
-        return values
 
     def numbers(self, spans: list[tuple[int, int]], dtype: str) -> np.ndarray:
         """Concatenates packed (or one-element unpacked) spans into one array, copied once."""

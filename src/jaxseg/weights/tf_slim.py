@@ -1,12 +1,12 @@
 """TF-slim checkpoints of the official DeepLab release -> jaxseg DeepLab v3 / v3+ variables.
 
 The DeepLab authors released their networks as TF-slim checkpoints (`model.ckpt.index` +
-`model.ckpt.data-*`). `read_checkpoint` reads one with `tf.train.load_checkpoint` (no graph is
-built); `DeepLabArch` describes one released architecture and builds the jaxseg model that
-computes the same function; `convert_checkpoint` maps the checkpoint onto that model through the
-`jaxseg.weights.convert` engine: every checkpoint variable is used or reported (training-only
-variables are ignored by rule, see `is_training_only`), every model variable is filled or
-reported, and shapes are checked with the variable's name.
+`model.ckpt.data-*`). `read_checkpoint` reads one without TensorFlow
+(`jaxseg.weights.tf_checkpoint`); `DeepLabArch` describes one released architecture and builds
+the jaxseg model that computes the same function; `convert_checkpoint` maps the checkpoint onto
+that model through the `jaxseg.weights.convert` engine: every checkpoint variable is used or
+reported (training-only variables are ignored by rule, see `is_training_only`), every model
+variable is filled or reported, and shapes are checked with the variable's name.
 
 Name mapping (official scope -> jaxseg path; `docs/model_zoo.md` lists the facts):
 
@@ -49,6 +49,7 @@ from jaxseg.models.deeplab_v3 import DeepLabV3
 from jaxseg.models.deeplab_v3plus import DeepLabV3Plus
 from jaxseg.weights import convert as engine
 from jaxseg.weights.convert import Entry, ImportedWeights, Spec
+from jaxseg.weights.tf_checkpoint import read_tf_checkpoint
 
 # Optimiser slots, moving-average shadows and counters: present in training checkpoints,
 # never part of the network.
@@ -116,28 +117,17 @@ def checkpoint_prefix(path: str | Path) -> str:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
-    """All variables of a TF checkpoint as `{name: array}`.
+    """All variables of a TF checkpoint as `{name: array}`, read without TensorFlow.
 
     Args:
       path: checkpoint prefix or a folder holding one checkpoint.
 
     Raises:
-      ValueError naming the file when TensorFlow cannot read it (corrupt, truncated, or not a
-      TF checkpoint).
+      FileNotFoundError naming the path when there is no checkpoint (or a data file is missing).
+      ValueError (`tf_checkpoint.CheckpointFormatError`) naming the file when it cannot be read:
+        corrupt (a CRC32C mismatch names the variable), truncated, or not a TF checkpoint.
     """
-    prefix = checkpoint_prefix(path)
-    import tensorflow as tf  # heavy; only needed here
-
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-        names = reader.get_variable_to_shape_map()
-        return {name: np.asarray(reader.get_tensor(name)) for name in names}
-    except Exception as error:  # TF raises DataLossError, OpError, ... with long messages
-        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)
-        raise ValueError(
-            f"{prefix}: not a readable TF checkpoint ({type(error).__name__}: {first}); the "
-            "file is corrupt or truncated: delete it and download it again"
-        ) from None
+    return read_tf_checkpoint(checkpoint_prefix(path))
 
 
 @dataclasses.dataclass(frozen=True)
