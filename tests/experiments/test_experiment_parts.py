@@ -15,7 +15,6 @@ import tensorflow as tf
 
 from jaxseg import experiment
 from jaxseg.data.pipeline import transforms
-from jaxseg.experiment import evaluation
 from jaxseg.models import PatchClassifier
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
@@ -142,16 +141,25 @@ def test_normalize_matches_the_data_pipeline_and_denormalize_inverts_it(name):
     np.testing.assert_allclose(experiment.denormalize(config, ours), image, atol=1e-3)
 
 
-def test_per_image_confusion_matrix_scores_the_image_on_its_bucket():
+def test_the_scoring_loop_counts_each_image_at_its_own_size():
+    """`jaxseg.scoring.confusion_matrices`: hand-counted matrix, labels out of range (7) in the
+    extra row, 255 not counted, images of two sizes."""
+    import types
+
+    from jaxseg import scoring
+
     truth = np.array([[0, 1, 1, 255], [2, 2, 7, 0]])
-    guess = np.array([[0, 1, 2, 2], [2, 0, 1, 3]])
-    bucket = np.full((1, 3, 6), 255)  # the image's labels, padded like an eval batch
-    bucket[0, :2, :4] = truth
-    logits = np.eye(4, dtype=np.float32)[guess]  # [2, 4, 4]: class 3 is out of range for C=3
+    guess = np.array([[0, 1, 2, 2], [2, 0, 1, 1]])
+    small_truth, small_guess = np.array([[1]]), np.array([[0]])
+    logits = {4: np.eye(3, dtype=np.float32)[guess], 1: np.eye(3, dtype=np.float32)[small_guess]}
+    seg = types.SimpleNamespace(num_classes=3, logits=lambda image: logits[image.shape[1]])
+    pairs = [(np.zeros((2, 4, 3)), truth), (np.zeros((1, 1, 3)), small_truth)]
+    counts, n = scoring.confusion_matrices(seg, pairs)
     expected = np.zeros((4, 4), np.int64)  # 3 classes + the out-of-range row/column
-    for t, g in [(0, 0), (1, 1), (1, 2), (2, 2), (2, 0), (3, 1), (0, 3)]:
+    for t, g in [(0, 0), (1, 1), (1, 2), (2, 2), (2, 0), (3, 1), (0, 1), (1, 0)]:
         expected[t, g] += 1
-    np.testing.assert_array_equal(evaluation._confusion(bucket, logits, 3), expected)
+    assert n == 2
+    np.testing.assert_array_equal(counts["plain"], expected)
 
 
 def test_foreground_dataset_info_maps_every_object_to_one():
@@ -173,8 +181,9 @@ def test_backbone_factory_binds_only_that_backbones_options():
 
 
 def test_per_image_evaluation_counts_what_the_batched_evaluation_counts():
-    """Without scales, flips or CRF the per-image path (crop each example to its size, predict
-    alone) must count exactly the pixels and classes the jitted batch path counts."""
+    """Without scales, flips or CRF the per-image path (each image at its own size through the
+    run's Segmenter and the one scoring loop) must count exactly the pixels and classes the
+    jitted batch path counts."""
     import functools
 
     from jaxseg import metrics, train
@@ -182,6 +191,7 @@ def test_per_image_evaluation_counts_what_the_batched_evaluation_counts():
     config = experiment.base_config()
     config.crop_size = 32
     config.num_classes = 3
+    config.normalization = "none"  # the batch holds network inputs; raw images are the same
     mesh = train.make_mesh()
     tx = train.make_optimizer(config.optimizer, 10)
     state = train.create_train_state(Tiny(3), tx, jax.random.key(0), (1, 32, 64, 3))
@@ -199,11 +209,10 @@ def test_per_image_evaluation_counts_what_the_batched_evaluation_counts():
     config.eval_flip = True  # forces the per-image path ...
     assert experiment.uses_tta(config)
     config.eval_flip = False  # ... which, without any option, is plain prediction
-    per_image = experiment.evaluate_per_image(
-        state, [batch], config=config, apply_fn=state.apply_fn
-    )["plain"]
-    np.testing.assert_array_equal(per_image, batched)
-    assert metrics.summarize(per_image, out_of_range=True)["num_pixels"] == 6 * 29 * 64
+    pairs = [(image[i], label[i]) for i in np.flatnonzero(mask)]
+    per_image = experiment.evaluate_per_image(state, pairs, config=config, model=Tiny(3))
+    np.testing.assert_array_equal(per_image["plain"], batched)
+    assert metrics.summarize(per_image["plain"], out_of_range=True)["num_pixels"] == 6 * 29 * 64
 
 
 def test_pretrained_backbone_weights_are_loaded_and_their_preprocessing_enforced(tmp_path):

@@ -73,6 +73,7 @@ from jaxseg.experiment.datasets import (  # noqa: E402
     dataset_info,
     foreground_dataset_info,
     load_builder,
+    make_eval_pairs,
     make_streams,
     prepare_camvid_demo,
 )
@@ -122,6 +123,7 @@ __all__ = [
     "load_segmenter",
     "main",
     "make_render",
+    "make_eval_pairs",
     "make_streams",
     "normalize",
     "parse_command_line",
@@ -194,12 +196,13 @@ def run(
         config, builder, info, experiment.batch_transform
     )
     palette = np.asarray(info.palette)
-    common = dict(
-        config=config,
-        workdir=workdir,
-        eval_stream_fn=eval_stream_fn,
-        apply_fn=eval_model.apply,
-        mesh=mesh,
+    common = dict(config=config, workdir=workdir, eval_stream_fn=eval_stream_fn, mesh=mesh)
+    evaluation = dict(
+        common,
+        eval_pairs_fn=make_eval_pairs(config, builder, info),
+        model=eval_model,
+        class_names=info.class_names,
+        palette=palette,
     )
 
     if mode == "eval":
@@ -209,9 +212,7 @@ def run(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), shapes
         )
         state = restore(template, workdir, step, config)
-        return run_evaluation(
-            state, step=step, class_names=info.class_names, palette=palette, **common
-        )
+        return run_evaluation(state, step=step, **evaluation)
 
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
@@ -251,14 +252,13 @@ def run(
             palette=palette,
             count=config.num_eval_images,
             class_names=info.class_names,
+            apply_fn=eval_model.apply,
             **common,
         )
     results = None
     if uses_tta(config):
         step = int(train.to_host(state.step))
-        results = run_evaluation(
-            state, step=step, class_names=info.class_names, palette=palette, **common
-        )
+        results = run_evaluation(state, step=step, **evaluation)
     if jax.process_index() == 0:
         minutes = (time.perf_counter() - _IMPORTED_AT) / 60
         print(

@@ -235,3 +235,13 @@ def make_streams(
         )
 
     return train_stream_fn, eval_stream_fn
+
+
+def make_eval_pairs(
+    config: ml_collections.ConfigDict, builder: Any, info: DatasetInfo
+) -> Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """`() -> (RGB image, labels)` pairs of the evaluated split at their own size, for the
+    per-image evaluation (`jaxseg.scoring`)."""
+    from jaxseg.data import pipeline  # TensorFlow: only when the data is read
+
+    return lambda: pipeline.eval_pairs(builder, eval_split(config), info)

@@ -11,14 +11,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from jaxseg import figures, inference, metrics, train, viz
-from jaxseg.experiment.config import crf_kwargs, denormalize
-from jaxseg.experiment.datasets import Batch, eval_split
+from jaxseg import figures, metrics, scoring, train, viz
+from jaxseg.experiment.config import crf_kwargs, denormalize, eval_split, normalize
+from jaxseg.experiment.datasets import Batch
+from jaxseg.segmenter import Segmenter
 
 # A module's apply: (variables, images [B, H, W, 3], train=False) -> logits [B, h, w, C]
 ApplyFn = Callable[..., jax.Array]
@@ -32,16 +34,6 @@ def _all_processes_sum(cm: np.ndarray) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(cm)).sum(axis=0)
 
 
-def _confusion(label: np.ndarray, logits: np.ndarray, num_classes: int) -> np.ndarray:
-    """int64 `[C + 1, C + 1]` counts of one image: label `[1, Hk, Wk]` (its bucket), logits
-    `[H, W, C]` (its own size, placed top-left on the bucket)."""
-    prediction = np.zeros(label.shape, np.int32)
-    height, width = logits.shape[:2]
-    prediction[0, :height, :width] = np.argmax(logits, axis=-1)
-    cm = metrics.confusion_matrix(label, prediction, num_classes, out_of_range=True)
-    return np.asarray(cm, np.int64)
-
-
 def uses_tta(config: ml_collections.ConfigDict) -> bool:
     """Whether evaluation needs the per-image path (scales, flips, windows or the CRF)."""
     return (
@@ -52,57 +44,52 @@ def uses_tta(config: ml_collections.ConfigDict) -> bool:
     )
 
 
+def run_segmenter(
+    model: nn.Module, variables: Any, config: ml_collections.ConfigDict, class_names
+) -> Segmenter:
+    """The `Segmenter` of a run's model as its config evaluates it: the config's normalisation,
+    images padded with the pixel that normalises to 0, its resize convention and test-time
+    scales, flips and sliding window."""
+    window = (config.sliding_window, None) if config.sliding_window else None
+    return Segmenter(
+        model,
+        variables,
+        normalize=functools.partial(normalize, config),
+        class_names=class_names,
+        pad_pixel=tuple(denormalize(config, np.zeros(3, np.float32))),
+        align_corners=config.align_corners,
+        scales=tuple(config.eval_scales),
+        flip=bool(config.eval_flip),
+        sliding_window=window,
+    )
+
+
 def evaluate_per_image(
     state: train.TrainState,
-    batches: Iterable[Batch],
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
     *,
     config: ml_collections.ConfigDict,
-    apply_fn: ApplyFn,
-    num_batches: int | None = None,
+    model: nn.Module,
 ) -> dict[str, np.ndarray]:
     """Confusion matrices with test-time augmentation and/or the dense CRF.
 
-    Each real example is cropped back to its own size (`batch["size"]`), predicted by
-    `jaxseg.inference.multiscale_flip_logits` around `jaxseg.inference.predict_logits` (the
-    network compiles once per size bucket) and, with `config.crf`, refined by
-    `jaxseg.inference.crf_refine` against its RGB image. Predictions are scored on the batch's
-    bucket canvas by `jaxseg.metrics.confusion_matrix` (labels there are ignore), so scoring
-    also compiles once per bucket.
+    The run's `Segmenter` (`run_segmenter`) scores `pairs` (RGB images in 0..255 at their own
+    size, with their labels) through `jaxseg.scoring`, the loop that also scores released
+    models, so an evaluation measures what `jaxseg-predict` computes; with `config.crf` the
+    CRF-refined labels are counted as well.
 
     Returns:
       `{"plain": cm}` and, with the CRF, `{"crf": cm}` as well (int64 `[C + 1, C + 1]`,
       summed over processes).
     """
-    num_classes = config.num_classes
     device = jax.local_devices()[0]
     variables = jax.device_put(train.to_host(train.eval_variables(state)), device)
-    network = jax.jit(functools.partial(inference.predict_logits, apply_fn))
-    apply_fn = functools.partial(network, variables)
-    window = (config.sliding_window, None) if config.sliding_window else None
-    totals = {"plain": np.zeros((num_classes + 1,) * 2, np.int64)}
-    if config.crf:
-        totals["crf"] = totals["plain"].copy()
-    bar = tqdm(batches, total=num_batches, unit="batch", disable=jax.process_index() != 0)
-    for batch in bar:
-        for i in np.flatnonzero(batch["mask"]):
-            height, width = batch["size"][i]
-            image = batch["image"][i, :height, :width]
-            label = batch["label"][i : i + 1]  # [1, Hk, Wk]: the bucket, padding ignored
-            logits = inference.multiscale_flip_logits(
-                apply_fn,
-                image,
-                tuple(config.eval_scales),
-                bool(config.eval_flip),
-                sliding_window=window,
-                align_corners=config.align_corners,
-            )
-            totals["plain"] += _confusion(label, logits, num_classes)
-            if config.crf:
-                rgb = denormalize(config, image)
-                refined = inference.crf_refine(logits, rgb, **crf_kwargs(config))
-                totals["crf"] += _confusion(label, refined, num_classes)
+    names = [str(i) for i in range(config.num_classes)]
+    seg = run_segmenter(model, variables, config, names)
+    bar = tqdm(pairs, unit="image", disable=jax.process_index() != 0)
+    counts, _ = scoring.confusion_matrices(seg, bar, crf=crf_kwargs(config) if config.crf else None)
     bar.close()
-    return {k: _all_processes_sum(v) for k, v in totals.items()}
+    return {k: _all_processes_sum(v) for k, v in counts.items()}
 
 
 def _describe_eval(config: ml_collections.ConfigDict) -> str:
@@ -135,17 +122,22 @@ def run_evaluation(
     workdir: str,
     step: int,
     eval_stream_fn: Callable[[], Iterable[Batch]],
+    eval_pairs_fn: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
     class_names: Sequence[str],
-    apply_fn: ApplyFn,
+    model: nn.Module,
     mesh: jax.sharding.Mesh,
     palette: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Scores `state` on the eval split, prints the tables, writes `eval_step_<N>.json` (scores
     and confusion matrix) and its pictures, `predictions/step_<N>/{confusion_matrix,
-    class_iou}.png` (IoU bars in `palette`'s colours)."""
+    class_iou}.png` (IoU bars in `palette`'s colours).
+
+    Plain evaluation runs the jitted eval step on sharded batches of `eval_stream_fn()`
+    (`jaxseg.train.evaluate`, the training loop's); with test-time scales, flips, windows or
+    the CRF each image of `eval_pairs_fn()` goes through `evaluate_per_image`. Both predict
+    with `jaxseg.inference.predict_logits` and count with `jaxseg.metrics.confusion_matrix`.
+    """
     started = time.perf_counter()
-    stream = eval_stream_fn()
-    num_batches = len(stream) if hasattr(stream, "__len__") else None
     say = print if jax.process_index() == 0 else (lambda *a, **k: None)
     results: dict[str, Any] = {"step": step, "split": eval_split(config)}
     if not uses_tta(config):
@@ -153,20 +145,18 @@ def run_evaluation(
             functools.partial(
                 train.eval_step,
                 num_classes=config.num_classes,
-                apply_fn=apply_fn,
+                apply_fn=model.apply,
                 align_corners=config.align_corners,
             ),
             mesh,
         )
         summary = train.evaluate(
-            state, stream, eval_step=p_eval, mesh=mesh, class_names=class_names
+            state, eval_stream_fn(), eval_step=p_eval, mesh=mesh, class_names=class_names
         )
         say(f"\nEvaluation of step {step} on {results['split']}:\n{metrics.format_table(summary)}")
         results["metrics"] = summary
     else:
-        totals = evaluate_per_image(
-            state, stream, config=config, apply_fn=apply_fn, num_batches=num_batches
-        )
+        totals = evaluate_per_image(state, eval_pairs_fn(), config=config, model=model)
         summary = metrics.summarize(totals["plain"], class_names, out_of_range=True)
         summary["confusion_matrix"] = totals["plain"]
         title = f"step {step} on {results['split']}, {_describe_eval(config)}"

@@ -9,11 +9,9 @@ protocols and prints the published numbers beside the measured ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import ml_collections
-import numpy as np
 
 from jaxseg import train, zoo
 from jaxseg.data.datasets import DatasetInfo
@@ -66,26 +64,6 @@ def init_from_zoo(config: ml_collections.ConfigDict, state: train.TrainState) ->
     return state.replace(params=variables["params"], batch_stats=batch_stats)
 
 
-def dataset_pairs(
-    builder: Any, split: str, info: DatasetInfo
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """`(uint8 [H, W, 3] RGB image, int32 [H, W] labels)` of every example of `split`, as the
-    experiment's evaluation reads them (labels mapped through `info`), at their own size."""
-    from jaxseg.data import pipeline  # TensorFlow: only when the data is read
-
-    stream = pipeline.eval_stream(
-        builder, split, batch_size=1, normalization="none", dataset_info=info
-    )
-    for batch in stream:
-        for i in np.flatnonzero(batch["mask"]):
-            height, width = batch["size"][i]
-            image = np.asarray(batch["image"][i, :height, :width])
-            yield (
-                np.clip(np.rint(image), 0, 255).astype(np.uint8),
-                np.asarray(batch["label"][i, :height, :width], np.int32),
-            )
-
-
 def evaluate_release(
     name: str,
     builder: Any,
@@ -131,9 +109,11 @@ def evaluate_release(
             )
     if crf and item.crf is None:
         raise train.ConfigError(f"{name} was not published with CRF settings; drop --crf")
+    from jaxseg.data import pipeline  # TensorFlow: only when the data is read
+
     try:
         measured = evaluate.evaluate_entry(
-            name, lambda: dataset_pairs(builder, split, info), crf=crf, checkpoint=checkpoint
+            name, lambda: pipeline.eval_pairs(builder, split, info), crf=crf, checkpoint=checkpoint
         )
     except (KeyError, ValueError, FileNotFoundError) as e:
         raise train.ConfigError(f"{name}: {e}") from None

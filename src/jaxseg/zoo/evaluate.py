@@ -4,12 +4,12 @@
     results = evaluate(seg, pairs, crf=zoo.entry(name).crf)   # pairs: (RGB image, labels)
     print(published_vs_measured(zoo.entry(name), results))
 
-`evaluate` runs each image through `Segmenter.logits`: the release's preprocessing, evaluation
-canvas and test-time protocol (a TF DeepLab release loaded with `scales`/`flip` applies the
-official multi-scale protocol), and, with `crf`, scores the dense-CRF refinement too, with
-the settings the release was published with (`ZooEntry.crf`). It is the one scoring loop of
-the zoo: `evaluate_published` and `evaluate_entry` (all published numbers of an entry, as
-`jaxseg-zoo evaluate` and `--mode=eval --config.init_from=zoo:NAME` print them) call it.
+`evaluate` (`jaxseg.scoring.evaluate`, the one scoring loop) runs each image through
+`Segmenter.logits`: the release's preprocessing, evaluation canvas and test-time protocol (a
+TF DeepLab release loaded with `scales`/`flip` applies the official multi-scale protocol),
+and, with `crf`, scores the dense-CRF refinement too, with the settings the release was
+published with (`ZooEntry.crf`). `evaluate_published` and `evaluate_entry` (all published
+numbers of an entry, as `jaxseg-zoo evaluate` prints them) call it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxseg import inference, metrics
-from jaxseg.segmenter import Segmenter
+from jaxseg.scoring import evaluate
 from jaxseg.zoo.deeplab_models import RELEASES
 from jaxseg.zoo.loading import load
 from jaxseg.zoo.registry import Published, ZooEntry, entry
@@ -31,62 +30,6 @@ def scores_without_first_output(name: str) -> bool:
     "other"): it is then left out of the argmax and the scores."""
     release = RELEASES.get(name)
     return release is not None and release.labels == "ade20k"
-
-
-def evaluate(
-    seg: Segmenter,
-    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
-    *,
-    crf: Mapping[str, float] | None = None,
-    ignore_label: int = 255,
-    drop_first_class: bool = False,
-) -> dict[str, Any]:
-    """Scores `seg` on `(image, labels)` pairs.
-
-    Args:
-      seg: the model (its own preprocessing, evaluation canvas, scales and flips apply).
-      pairs: uint8 RGB `[H, W, 3]` images with int `[H, W]` ground truth (`ignore_label`
-        pixels not scored).
-      crf: dense-CRF parameters to also score the CRF-refined labels, or None.
-      drop_first_class: leave output 0 out of the argmax and the scores (DeepLab's ADE20K
-        "other", not a class of the dataset's labels).
-
-    Returns:
-      `{"plain": metrics.summarize(...)}` and with `crf` also `{"crf": ...}`; each has its
-      confusion matrix under "confusion_matrix". `"num_images"`: how many pairs were scored.
-    """
-    first = 1 if drop_first_class else 0
-    num_classes = seg.num_classes - first
-    side = num_classes + 1
-    totals = {"plain": np.zeros((side, side), np.int64)}
-    if crf is not None:
-        totals["crf"] = totals["plain"].copy()
-    count = 0
-    for image, labels in pairs:
-        image = np.asarray(image)
-        labels = np.asarray(labels)
-        if labels.shape != image.shape[:2]:
-            raise ValueError(f"labels {labels.shape} must match the image {image.shape[:2]}")
-        scores = seg.logits(image)
-        outputs = {"plain": scores}
-        if crf is not None:
-            outputs["crf"] = inference.crf_refine(scores, image, **crf)
-        for key, values in outputs.items():
-            cm = metrics.confusion_matrix(
-                labels[None],
-                np.argmax(np.asarray(values)[..., first:], -1)[None],
-                num_classes,
-                ignore_label,
-                out_of_range=True,
-            )
-            totals[key] += np.asarray(cm, np.int64)
-        count += 1
-    names = seg.class_names[first:]
-    results: dict[str, Any] = {"num_images": count}
-    for key, cm in totals.items():
-        results[key] = metrics.summarize(cm, names, out_of_range=True)
-        results[key]["confusion_matrix"] = cm
-    return results
 
 
 def published_vs_measured(entry: ZooEntry, results: Mapping[str, Any]) -> str:

@@ -6,6 +6,6 @@
 
 # TensorFlow starts here, quietly and without accelerators (it only feeds data).
 from jaxseg.data import tf_setup  # noqa: F401, I001
-from jaxseg.data.pipeline.streams import eval_stream, train_stream
+from jaxseg.data.pipeline.streams import eval_pairs, eval_stream, train_stream
 
-__all__ = ["eval_stream", "train_stream"]
+__all__ = ["eval_pairs", "eval_stream", "train_stream"]

@@ -312,3 +312,24 @@ def eval_stream(
         buckets=buckets,
         per_bucket=per_bucket,
     )
+
+
+def eval_pairs(
+    builder: tfds.core.DatasetBuilder, split: str, info: DatasetInfo
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`(uint8 [H, W, 3] RGB image, int32 [H, W] labels)` of every example of `split` this
+    process evaluates (labels mapped through `info`, 255 = ignore), each at its own size: the
+    input of `jaxseg.scoring`."""
+    from jaxseg.data import pipeline  # TensorFlow: only when the data is read
+
+    stream = pipeline.eval_stream(
+        builder, split, batch_size=1, normalization="none", dataset_info=info
+    )
+    for batch in stream:
+        for i in np.flatnonzero(batch["mask"]):
+            height, width = batch["size"][i]
+            image = np.asarray(batch["image"][i, :height, :width])
+            yield (
+                np.clip(np.rint(image), 0, 255).astype(np.uint8),
+                np.asarray(batch["label"][i, :height, :width], np.int32),
+            )

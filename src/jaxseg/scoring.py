@@ -1,0 +1,103 @@
+"""The one scoring loop: `(image, labels)` pairs through a `Segmenter` -> exact confusion counts.
+
+    counts, n = confusion_matrices(seg, pairs, crf=seg_crf)   # {"plain": cm, "crf": cm}
+    summary = metrics.summarize(counts["plain"], names, out_of_range=True)
+
+Every per-image evaluation goes through it: a run's evaluation with test-time scales, flips,
+sliding windows or the dense CRF (`jaxseg.experiment.evaluate_per_image`), and the evaluation
+of released models (`jaxseg.zoo.evaluate`, `jaxseg-zoo evaluate`). The segmenter carries the
+preprocessing, evaluation canvas and test-time protocol, so a score is always of what
+`Segmenter.logits` (and so `jaxseg-predict`) computes. Labels are scored at their own
+resolution; `ignore_label` pixels are not counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxseg import inference, metrics
+from jaxseg.segmenter import Segmenter
+
+
+def confusion_matrices(
+    seg: Segmenter,
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    crf: Mapping[str, float] | None = None,
+    ignore_label: int = 255,
+    drop_first_class: bool = False,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Confusion counts of `seg` over `pairs`.
+
+    Args:
+      seg: the model with its preprocessing, canvas, scales, flips and window.
+      pairs: RGB `[H, W, 3]` images (0..255) with int `[H, W]` ground truth.
+      crf: dense-CRF parameters to also count the CRF-refined labels (the CRF's unaries are
+        `seg.logits`), or None.
+      ignore_label: label value not counted.
+      drop_first_class: leave output 0 out of the argmax and the counts (DeepLab's ADE20K
+        "other", not a class of the dataset's labels).
+
+    Returns:
+      (`{"plain": cm}` plus `{"crf": cm}` with `crf`: int64 `[C + 1, C + 1]`, rows = truth,
+      the last row and column counting labels and predictions outside `0..C-1`;
+      the number of pairs).
+    """
+    first = 1 if drop_first_class else 0
+    num_classes = seg.num_classes - first
+    totals = {"plain": np.zeros((num_classes + 1,) * 2, np.int64)}
+    if crf is not None:
+        totals["crf"] = totals["plain"].copy()
+    count = 0
+    for image, labels in pairs:
+        image = np.asarray(image)
+        labels = np.asarray(labels)
+        if labels.shape != image.shape[:2]:
+            raise ValueError(f"labels {labels.shape} must match the image {image.shape[:2]}")
+        scores = seg.logits(image)
+        outputs = {"plain": scores}
+        if crf is not None:
+            outputs["crf"] = inference.crf_refine(scores, image, **crf)
+        for key, values in outputs.items():
+            prediction = np.argmax(np.asarray(values)[..., first:], -1)
+            cm = metrics.confusion_matrix(
+                labels[None], prediction[None], num_classes, ignore_label, out_of_range=True
+            )
+            totals[key] += np.asarray(cm, np.int64)
+        count += 1
+    return totals, count
+
+
+def summaries(
+    counts: Mapping[str, np.ndarray], class_names: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """`metrics.summarize` of each confusion matrix, the matrix kept under "confusion_matrix"."""
+    out = {}
+    for key, cm in counts.items():
+        out[key] = metrics.summarize(cm, class_names, out_of_range=True)
+        out[key]["confusion_matrix"] = cm
+    return out
+
+
+def evaluate(
+    seg: Segmenter,
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    crf: Mapping[str, float] | None = None,
+    ignore_label: int = 255,
+    drop_first_class: bool = False,
+) -> dict[str, Any]:
+    """Scores `seg` on `pairs` (arguments as `confusion_matrices`).
+
+    Returns:
+      `{"plain": metrics.summarize(...)}` and with `crf` also `{"crf": ...}`; each has its
+      confusion matrix under "confusion_matrix". `"num_images"`: how many pairs were scored.
+    """
+    counts, count = confusion_matrices(
+        seg, pairs, crf=crf, ignore_label=ignore_label, drop_first_class=drop_first_class
+    )
+    names = seg.class_names[1:] if drop_first_class else seg.class_names
+    return {"num_images": count, **summaries(counts, names)}
