@@ -158,7 +158,9 @@ def test_deeplab_v2_vgg16_aspp(tmp_path, caffe_proto):
 
 
 def _caffe_resnet(p, stage_sizes, base, suffix=""):
-    """DeepLab v2's Caffe ResNet at output stride 8 (layer names + `suffix`, shared weights)."""
+    """DeepLab v2's Caffe ResNet at output stride 8 with the released prototxt's layer names:
+    a scale branch tags the backbone's names at the end (`conv1_res075`) and the ASPP
+    classifier's before the branch index (`fc1_voc12_res075_c0`); weights are shared."""
 
     def share(name):
         return name if suffix else None
@@ -194,9 +196,12 @@ def _caffe_resnet(p, stage_sizes, base, suffix=""):
                     4 * width, 1, relu=False)  # fmt: skip
             x = p.eltwise(block + suffix, [shortcut, y])
             p._layer(f"{block}_relu{suffix}", "ReLU", [x], x)
+    # The released prototxt puts the scale tag of the ASPP classifier before the branch index:
+    # `fc1_voc12_res075_c0` is the 0.75 branch's copy of `fc1_voc12_c0` (its params are named
+    # `fc1_voc12_c0_w` / `_b` in every branch), summed into `fc1_voc12_res075`.
     scores = [
         p.conv(
-            f"fc1_voc12_c{i}{suffix}",
+            f"fc1_voc12{suffix}_c{i}",
             x,
             p.classes,
             3,
@@ -221,10 +226,18 @@ def test_deeplab_v2_resnet_msc(tmp_path, caffe_proto):
         size = (int((h - 1) * scale) + 1, int((w - 1) * scale) + 1)
         p.interp("data" + suffix, "data", f"height: {size[0]} width: {size[1]}")
         branch = _caffe_resnet(p, stages, base, suffix)
-        fused.append(p.interp(f"fc1{suffix}_interp", branch, "height: 5 width: 9"))
+        fused.append(p.interp(f"fc1_voc12{suffix}_interp", branch, "height: 5 width: 9"))
     x = p.eltwise("fc_fusion", fused, op="MAX")
     p.interp("fc_fusion_interp", x, "zoom_factor: 8")
     prototxt, caffemodel = p.write(tmp_path)
+    stored = [name for name, _, _ in p.blobs]
+    for name in (
+        "conv1_res075",
+        "res5a_branch2c_res05",
+        "fc1_voc12_res075_c0",
+        "fc1_voc12_res05_c3",
+    ):
+        assert name in stored
 
     image = _image(h, w, 13)
     theirs = caffe_proto.opencv_forward(prototxt, caffemodel, _deeplab_input(image))

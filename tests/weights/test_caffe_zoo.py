@@ -10,6 +10,7 @@ import pytest
 
 from jaxseg.ops.pooling import avg_pool2d_count_pad, ceil_mode_pads
 from jaxseg.weights import caffe_models as convert
+from jaxseg.weights.caffe import flat_blobs, read_caffemodel
 from jaxseg.zoo import caffe_models as zoo
 from jaxseg.zoo.registry import ENTRIES
 
@@ -96,14 +97,82 @@ def test_wrong_release_is_named(tmp_path, caffe_proto):
         zoo.build_deeplab_v2_vgg16(path, num_classes=3, fc_features=8)
 
 
+# Scale tags of DeepLab v2's multi-scale prototxt (deeplab_aspp_resnet101 train/test.prototxt:
+# `data_res075`, `conv1_res075`, ..., `fc1_voc12_res075_c0`; `_res05` for the 0.5 branch).
+SCALE_TAGS = ("_res075", "_res05")
+
+
 def test_scale_copies_must_be_equal():
     a = np.ones((2, 3), np.float32)
     arrays = {"conv1/0": a, "conv1_res075/0": a.copy(), "conv1_res05/0": a.copy()}
-    kept = convert.drop_scale_copies(arrays, zoo.MSC_SUFFIXES, "f")
+    kept = convert.drop_scale_copies(arrays, SCALE_TAGS, "f")
     assert list(kept) == ["conv1/0"]
     arrays["conv1_res05/0"] = a * 2
-    with pytest.raises(ValueError, match="conv1_res05/0 should be a copy of conv1/0"):
-        convert.drop_scale_copies(arrays, zoo.MSC_SUFFIXES, "f")
+    with pytest.raises(ValueError, match="conv1_res05/0 .*should be a copy of conv1/0"):
+        convert.drop_scale_copies(arrays, SCALE_TAGS, "f")
+
+
+def _released_aspp_layers(rng, classes=3, channels=5):
+    """The ASPP classifier of a DeepLab v2 ResNet-101 MSC caffemodel under the released names:
+    `fc1_voc12_c{i}` and the per-scale copies `fc1_voc12_res075_c{i}`, `fc1_voc12_res05_c{i}`
+    (scale tag before the branch index), plus a backbone layer tagged at the end."""
+    conv1 = [rng.normal(size=(4, 3, 7, 7)).astype(np.float32)]
+    layers = [("conv1", "Convolution", conv1)]
+    aspp = {
+        i: [rng.normal(size=(classes, channels, 3, 3)).astype(np.float32),
+            rng.normal(size=classes).astype(np.float32)]
+        for i in range(4)
+    }  # fmt: skip
+    layers += [(f"fc1_voc12_c{i}", "Convolution", aspp[i]) for i in range(4)]
+    for tag in SCALE_TAGS:
+        layers.append((f"conv1{tag}", "Convolution", [b.copy() for b in conv1]))
+        layers += [(f"fc1_voc12{tag}_c{i}", "Convolution", [b.copy() for b in aspp[i]])
+                   for i in range(4)]  # fmt: skip
+    return layers
+
+
+def test_released_aspp_scale_copies_are_checked_and_dropped(tmp_path, caffe_proto):
+    layers = _released_aspp_layers(np.random.default_rng(0))
+    path = tmp_path / "train_iter_20000.caffemodel"
+    caffe_proto.write_caffemodel(path, layers)
+    arrays = flat_blobs(read_caffemodel(path))
+    kept = convert.drop_scale_copies(arrays, SCALE_TAGS, str(path))
+    want = ["conv1/0"] + [f"fc1_voc12_c{i}/{j}" for i in range(4) for j in (0, 1)]
+    assert list(kept) == want
+    for key in want:
+        np.testing.assert_array_equal(kept[key], arrays[key])
+
+
+def test_differing_aspp_copy_names_both_layers(tmp_path, caffe_proto):
+    layers = _released_aspp_layers(np.random.default_rng(1))
+    index = [name for name, _, _ in layers].index("fc1_voc12_res05_c2")
+    name, kind, blobs = layers[index]
+    layers[index] = (name, kind, [blobs[0], blobs[1] + 0.5])
+    path = tmp_path / "train_iter_20000.caffemodel"
+    caffe_proto.write_caffemodel(path, layers)
+    arrays = flat_blobs(read_caffemodel(path))
+    message = r"fc1_voc12_res05_c2/1 .*should be a copy of fc1_voc12_c2/1.*difference 0.5"
+    with pytest.raises(ValueError, match=message):
+        convert.drop_scale_copies(arrays, SCALE_TAGS, str(path))
+    # A copy without its full-scale layer names what is missing.
+    del arrays["fc1_voc12_c2/0"]
+    arrays["fc1_voc12_res05_c2/1"] = arrays["fc1_voc12_c2/1"]
+    message = (
+        r"'fc1_voc12_res075_c2' is a scale-branch copy of 'fc1_voc12_c2'.*no blob fc1_voc12_c2/0"
+    )
+    with pytest.raises(ValueError, match=message):
+        convert.drop_scale_copies(arrays, SCALE_TAGS, str(path))
+
+
+@pytest.mark.parametrize(
+    "layer, base",
+    [("conv1_res075", "conv1"), ("bn_conv1_res05", "bn_conv1"),
+     ("res4b22_branch2c_res075", "res4b22_branch2c"), ("fc1_voc12_res075_c0", "fc1_voc12_c0"),
+     ("fc1_res05_c3", "fc1_c3"), ("res5c_branch2a", None), ("fc1_voc12_c0", None),
+     ("data_res0755", None)],
+)  # fmt: skip
+def test_scale_tag_anywhere_in_the_name(layer, base):
+    assert convert.scale_copy_base(layer, SCALE_TAGS) == base
 
 
 @pytest.mark.parametrize(
