@@ -12,7 +12,7 @@ from jaxseg.ops.pooling import avg_pool2d_count_pad, ceil_mode_pads
 from jaxseg.weights import caffe_models as convert
 from jaxseg.weights.caffe import flat_blobs, read_caffemodel
 from jaxseg.zoo import caffe_models as zoo
-from jaxseg.zoo.registry import ENTRIES
+from jaxseg.zoo.registry import ENTRIES, Published
 
 
 def _small_deeplab_v2_vgg(caffe_proto, classes=3, fc=4):
@@ -50,6 +50,43 @@ def test_entries_and_published_numbers():
     assert ENTRIES["segnet_basic_camvid"].num_classes == 11
     for entry in ENTRIES.values():
         assert entry.urls and all(u.startswith("http") for u in entry.urls)
+
+
+# In the authors' scripts (deeplab-public(-ver2) exper/run_pascal.sh: "Training #1 (on
+# train_aug)" snapshots `train_iter_*`, "Training #2 (finetune on trainval_aug)" with
+# solver2.prototxt's prefix `train2`), a `train2_iter_*` file has been trained on VOC 2012 val.
+TRAINED_ON_VAL = {
+    "deeplab_largefov_voc12": True,  # the only released file: train2_iter_8000.caffemodel
+    "deeplabv2_vgg16_voc12": True,  # loads the zip's train2_iter_20000.caffemodel
+    "deeplabv2_resnet101_voc12": False,  # loads the zip's train_iter_20000.caffemodel
+}
+
+
+def test_val_scores_of_models_fine_tuned_on_val_are_labelled_not_held_out():
+    for name, trained_on_val in TRAINED_ON_VAL.items():
+        entry = ENTRIES[name]
+        assert ("val included" in entry.dataset) == trained_on_val, entry.dataset
+        for published in entry.published:
+            assert published.split_in_training == trained_on_val
+            assert ("not held out" in published.protocol) == trained_on_val
+    assert ENTRIES["deeplab_largefov_voc12"].urls[0].endswith("/train2_iter_8000.caffemodel")
+    with pytest.raises(ValueError, match="not held out"):
+        Published("mIoU", 1.0, "VOC 2012 val", split_in_training=True)
+
+
+def test_deeplab_v2_resnet_loads_the_train_aug_model_of_the_zip(tmp_path, caffe_proto):
+    # The ResNet-101 zip holds init.caffemodel, train_iter_20000.caffemodel (train_aug) and
+    # train2_iter_20000.caffemodel (fine-tuned on trainval_aug). Only the train_aug file here
+    # is a readable caffemodel (of another net): the error must name it.
+    model_file = tmp_path / "model.caffemodel"
+    caffe_proto.write_caffemodel(model_file, [("conv1", "Convolution", [np.ones((2, 3, 1, 1))])])
+    release = tmp_path / "prototxt_and_model.zip"
+    with zipfile.ZipFile(release, "w") as archive:
+        archive.write(model_file, "train_iter_20000.caffemodel")
+        archive.writestr("train2_iter_20000.caffemodel", b"not this one")
+        archive.writestr("init.caffemodel", b"nor this one")
+    with pytest.raises(ValueError, match="train_iter_20000.caffemodel does not match"):
+        zoo.build_deeplab_v2_resnet(release, num_classes=3, stage_sizes=(1, 1, 1, 1))
 
 
 def test_deeplab_v2_zip_release_and_defaults(tmp_path, caffe_proto):
