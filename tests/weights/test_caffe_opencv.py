@@ -21,6 +21,19 @@ if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromCaffe"):
 
 RTOL = 1e-4
 
+# The releases' mean pixels (BGR, 0..255), written here from the authors' files, not read
+# from jaxseg:
+# FCN: shelhamer/fcn.berkeleyvision.org voc-fcn*s inference (`infer.py`:
+# `in_ -= np.array((104.00698793,116.66876762,122.67891434))`).
+FCN_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+# DeepLab v1/v2: the released train/test prototxts' `transform_param` (`mean_value: 104.008`,
+# `116.669`, `122.675`).
+DEEPLAB_MEAN_BGR = (104.008, 116.669, 122.675)
+# VGG_ILSVRC_16_layers: its model-zoo README (gist ksimonyan/211839e770f7b538e2d8), "mean pixel
+# (in BGR order) [103.939, 116.779, 123.68]".
+VGG_MEAN_BGR = (103.939, 116.779, 123.68)
+# SegNet (SegNet-Tutorial Example_Models): raw BGR 0..255, no mean (the tests below feed it so).
+
 
 def _image(h, w, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
@@ -84,7 +97,7 @@ def test_fcn(tmp_path, caffe_proto, stride, at_once):
     prototxt, caffemodel = p.write(tmp_path)
 
     image = _image(h, w, stride)
-    net_input = image[..., ::-1].astype(np.float32) - np.float32(zoo.FCN_MEAN_BGR)
+    net_input = image[..., ::-1].astype(np.float32) - np.float32(FCN_MEAN_BGR)
     theirs = caffe_proto.opencv_forward(prototxt, caffemodel, net_input)
     seg = zoo.build_fcn(caffemodel, stride=stride, num_classes=classes, fc_features=fc)
     _assert_close(seg.logits(image), theirs)
@@ -102,7 +115,7 @@ def _deeplab_vgg16(p, ceil_first=True):
 
 
 def _deeplab_input(image):
-    return image[..., ::-1].astype(np.float32) - np.float32(zoo.DEEPLAB_MEAN_BGR)
+    return image[..., ::-1].astype(np.float32) - np.float32(DEEPLAB_MEAN_BGR)
 
 
 def test_deeplab_v1_largefov(tmp_path, caffe_proto):
@@ -363,7 +376,7 @@ def test_vgg16_ilsvrc_inner_products(tmp_path, caffe_proto):
     prototxt, caffemodel = p.write(tmp_path)
 
     image = _image(224, 224, 16)
-    net_input = image[..., ::-1].astype(np.float32) - np.float32(zoo.VGG_MEAN_BGR)
+    net_input = image[..., ::-1].astype(np.float32) - np.float32(VGG_MEAN_BGR)
     import cv2 as cv
 
     net = cv.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))

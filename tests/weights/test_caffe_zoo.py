@@ -233,3 +233,45 @@ def test_avg_pool_counts_padding():
         for j in range(4):
             want[:, i, j] = padded[:, i : i + 3, j : j + 3].sum(axis=(1, 2)) / 9
     np.testing.assert_allclose(avg_pool2d_count_pad(jnp.asarray(x), 3, 1, 1), want, rtol=1e-6)
+
+
+# Dense-CRF settings the authors published with each DeepLab release, in their own names
+# (densecrf's command line / pydensecrf): DeepLab v1 model page for DeepLab-LargeFOV
+# ("bi_w = 4, bi_xy_std = 121, bi_rgb_std = 5, pos_w = 3, pos_xy_std = 3"), and the DeepLab v2
+# project pages DeepLabv2_vgg.html ("bi_w = 4, bi_xy_std = 65, bi_rgb_std = 3, pos_w = 2,
+# pos_xy_std = 2") and DeepLabv2_resnet.html ("bi_w = 4, bi_xy_std = 67, bi_rgb_std = 3,
+# pos_w = 3, pos_xy_std = 1"); 10 mean-field iterations (MAX_ITER=10 in run_densecrf.sh).
+PUBLISHED_CRF = {
+    "deeplab_largefov_voc12": dict(bi_w=4, bi_xy_std=121, bi_rgb_std=5, pos_w=3, pos_xy_std=3),
+    "deeplabv2_vgg16_voc12": dict(bi_w=4, bi_xy_std=65, bi_rgb_std=3, pos_w=2, pos_xy_std=2),
+    "deeplabv2_resnet101_voc12": dict(bi_w=4, bi_xy_std=67, bi_rgb_std=3, pos_w=3, pos_xy_std=1),
+}
+# The same kernels in Kraehenbuehl & Koltun's notation, which jaxseg.crf.dense_crf uses:
+# appearance w1 (bi_w), theta_alpha (bi_xy_std), theta_beta (bi_rgb_std); smoothness w2
+# (pos_w), theta_gamma (pos_xy_std).
+TO_JAXSEG = {
+    "bi_w": "w_bilateral",
+    "bi_xy_std": "theta_alpha",
+    "bi_rgb_std": "theta_beta",
+    "pos_w": "w_gaussian",
+    "pos_xy_std": "theta_gamma",
+}
+
+
+def test_release_crf_settings_are_the_published_ones():
+    import inspect
+
+    from jaxseg.crf import dense_crf
+    from jaxseg.zoo.evaluate import RELEASE_CRF
+
+    assert set(RELEASE_CRF) == set(PUBLISHED_CRF)
+    defaults = inspect.signature(dense_crf).parameters
+    for name, published in PUBLISHED_CRF.items():
+        configured = RELEASE_CRF[name]
+        assert {TO_JAXSEG[k]: float(v) for k, v in published.items()} == {
+            k: float(v) for k, v in configured.items() if k != "num_iterations"
+        }, name
+        iterations = configured.get("num_iterations", defaults["num_iterations"].default)
+        assert iterations == 10, name
+        # Every published number of a DeepLab release measured with the CRF has settings.
+        assert any("CRF" in p.protocol for p in ENTRIES[name].published)
