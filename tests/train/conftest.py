@@ -1,4 +1,9 @@
-"""Engine tests: share compiled programs between runs through JAX's persistent compilation cache.
+"""Engine tests: the tiny training run (`tinyrun` fixture), and compiled programs shared between
+runs through JAX's persistent compilation cache.
+
+`tinyrun` is `tests/train/tinyrun.py` loaded once per session (test modules cannot import a
+sibling file under `--import-mode=importlib`, but every test of this folder can take the
+fixture); subprocess tests run the same file as a script, `tinyrun.__file__`.
 
 The tests train the same tiny programs many times (reference runs, resumed runs, subprocesses);
 compiling dominates their cost on a small CPU machine. The cache is keyed by the exact program,
@@ -6,7 +11,10 @@ so it changes nothing but speed. It is switched on only while a module of this f
 this process and (through the environment) the subprocesses the tests start.
 """
 
+import importlib.util
 import os
+import pathlib
+import sys
 
 import jax
 import pytest
@@ -39,3 +47,18 @@ def _persistent_compilation_cache(_xla_cache_dir):
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+_TINYRUN = pathlib.Path(__file__).with_name("tinyrun.py")
+
+
+@pytest.fixture(scope="session")
+def tinyrun():
+    """The tiny experiment module (`tinyrun.py`): `tiny_config`, `tiny_net`, `run`, ..."""
+    name = "jaxseg_tests_train_tinyrun"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, _TINYRUN)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]

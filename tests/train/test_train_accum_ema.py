@@ -3,9 +3,6 @@
 """
 
 import functools
-import importlib.util
-import sys
-from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -16,37 +13,30 @@ import pytest
 from jaxseg import inference, losses, train
 
 
-def _tinyrun():
-    name = "jaxseg_tests_tinyrun"
-    if name not in sys.modules:
-        path = Path(__file__).with_name("tinyrun.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-tinyrun = _tinyrun()
-
-
 class NoBatchNormNet(nn.Module):
     """Two convolutions, no BatchNorm or dropout: a micro-batch's gradient depends on it alone."""
+
+    num_classes: int
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = nn.relu(nn.Conv(6, (3, 3))(x))
-        return nn.Conv(tinyrun.NUM_CLASSES, (1, 1), name="head")(x)
+        return nn.Conv(self.num_classes, (1, 1), name="head")(x)
 
 
-def _batch(step: int, size: int) -> dict:
+@pytest.fixture
+def net(tinyrun):
+    return NoBatchNormNet(tinyrun.NUM_CLASSES)
+
+
+def _batch(tinyrun, step: int, size: int) -> dict:
     """Batch of `step` without ignored pixels (every example has the same number of pixels)."""
     batch = tinyrun.make_examples(np.random.default_rng([7, step]), size)
     batch["label"] = np.where(batch["label"] == 255, 0, batch["label"]).astype(np.int32)
     return batch
 
 
-def _state(config, model=None):
-    model = model or NoBatchNormNet()
+def _state(config, model):
     tx = train.make_train_optimizer(config)
     return train.create_train_state(model, tx, jax.random.key(0), (1, 16, 16, 3))
 
@@ -65,7 +55,7 @@ def _host(tree):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
-def test_k_micro_batches_make_the_update_of_the_k_times_larger_batch(optimizer):
+def test_k_micro_batches_make_the_update_of_the_k_times_larger_batch(optimizer, tinyrun, net):
     k, micro, updates = 4, 2, 3
     common = {
         "optimizer.name": optimizer,
@@ -80,11 +70,11 @@ def test_k_micro_batches_make_the_update_of_the_k_times_larger_batch(optimizer):
     )
     train.validate_config(big, num_devices=1, num_processes=1)
     train.validate_config(small, num_devices=1, num_processes=1)
-    big_state, small_state = _state(big), _state(small)
+    big_state, small_state = _state(big, net), _state(small, net)
     big_step, small_step = _step_fn(big), _step_fn(small)
     rng = jax.random.key(1)
     for u in range(updates):
-        batch = _batch(u, k * micro)
+        batch = _batch(tinyrun, u, k * micro)
         before = _host(small_state.params)
         big_state, big_metrics = big_step(big_state, batch, rng)
         for i in range(k):
@@ -110,12 +100,12 @@ def _numpy_ema(history, decay):
 
 
 @pytest.mark.parametrize("accum", [1, 2])
-def test_ema_follows_the_recurrence_and_is_what_evaluation_applies(accum):
+def test_ema_follows_the_recurrence_and_is_what_evaluation_applies(accum, tinyrun, net):
     decay, updates = 0.8, 4
     config = tinyrun.tiny_config(
         batch_size=2, num_train_steps=updates * accum, grad_accum_steps=accum, ema_decay=decay
     )
-    state = _state(config)
+    state = _state(config, net)
     # Parameters replaced after the optimizer was initialised (as ImageNet weights are): the
     # average starts from them.
     state = state.replace(params=jax.tree.map(lambda p: 0.5 * p + 0.01, state.params))
@@ -127,7 +117,7 @@ def test_ema_follows_the_recurrence_and_is_what_evaluation_applies(accum):
     history = [_host(state.params)]  # p_0, then the parameters after each update
     rng = jax.random.key(2)
     for s in range(updates * accum):
-        state, _ = step(state, _batch(s, 2), rng)
+        state, _ = step(state, _batch(tinyrun, s, 2), rng)
         if (s + 1) % accum == 0:
             history.append(_host(state.params))
             expected = _numpy_ema(history, decay)
@@ -138,15 +128,15 @@ def test_ema_follows_the_recurrence_and_is_what_evaluation_applies(accum):
             )
     ema = _numpy_ema(history, decay)
     # Evaluation and prediction apply the average, not the raw weights.
-    images = jnp.asarray(_batch(99, 2)["image"])
+    images = jnp.asarray(_batch(tinyrun, 99, 2)["image"])
     logits = inference.predict_logits(state.apply_fn, train.eval_variables(state), images, (16, 16))
-    reference = NoBatchNormNet().apply({"params": ema}, images)
+    reference = net.apply({"params": ema}, images)
     np.testing.assert_allclose(np.asarray(logits), np.asarray(reference), rtol=1e-4, atol=1e-5)
-    raw = NoBatchNormNet().apply({"params": state.params}, images)
+    raw = net.apply({"params": state.params}, images)
     assert np.abs(np.asarray(raw) - np.asarray(reference)).max() > 1e-3
 
 
-def test_ema_is_checkpointed_with_the_state(tmp_path):
+def test_ema_is_checkpointed_with_the_state(tmp_path, tinyrun):
     config = tinyrun.tiny_config(num_train_steps=4, checkpoint_every=2, ema_decay=0.7)
     final = tinyrun.run(str(tmp_path), config)
     saved_ema = _host(train.ema_params(final.opt_state, final.params))
@@ -173,7 +163,7 @@ def test_ema_is_checkpointed_with_the_state(tmp_path):
         ("ema_decay", 1.0, "ema_decay=1.0 must be in"),
     ],
 )
-def test_bad_accumulation_and_ema_settings(key, value, message):
+def test_bad_accumulation_and_ema_settings(key, value, message, tinyrun):
     config = tinyrun.tiny_config(num_train_steps=10, **{key: value})
     with pytest.raises(train.ConfigError, match=message):
         train.validate_config(config, num_devices=1, num_processes=1)

@@ -1,11 +1,9 @@
 """Checkpoints: best-N + latest retention, partial saves ignored, restore onto another device
 count, refusal of another model's workdir, clear errors for missing or corrupt checkpoints."""
 
-import importlib.util
 import os
 import pathlib
 import shutil
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,29 +13,15 @@ import pytest
 from jaxseg import train
 
 
-def _tinyrun():
-    name = "jaxseg_tests_train_tinyrun"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("tinyrun.py")
-        )
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-tinyrun = _tinyrun()
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tinyrun):
     """A 10-step run on 8 devices: (workdir, final variables)."""
     workdir = tmp_path_factory.mktemp("trained")
     state = tinyrun.run(str(workdir), tinyrun.tiny_config())
     return workdir, tinyrun.flat_variables(state)
 
 
-def _fresh_state(mesh, **net_kwargs):
+def _fresh_state(tinyrun, mesh, **net_kwargs):
     config = tinyrun.tiny_config(num_train_steps=4)
     tx = train.make_optimizer(config.optimizer, 4)
     model = tinyrun.tiny_net(**net_kwargs)
@@ -52,12 +36,12 @@ def _snapshot(folder):
     }
 
 
-def test_restore_onto_one_device(trained):
+def test_restore_onto_one_device(trained, tinyrun):
     workdir, saved = trained
     mesh = train.make_mesh(jax.devices()[:1])
     ckpts = train.Checkpoints(workdir / "checkpoints")
     assert ckpts.latest_step() == 10
-    state = ckpts.restore(_fresh_state(mesh))
+    state = ckpts.restore(_fresh_state(tinyrun, mesh))
     ckpts.close()
     assert int(state.step) == 10
     restored = tinyrun.flat_variables(state)
@@ -73,7 +57,7 @@ def test_restore_onto_one_device(trained):
     assert np.isfinite(train.to_host(metrics["loss"]))
 
 
-def test_refuses_workdir_of_another_model(trained, tmp_path):
+def test_refuses_workdir_of_another_model(trained, tmp_path, tinyrun):
     workdir = tmp_path / "run"
     shutil.copytree(trained[0], workdir)
     before = _snapshot(workdir)
@@ -88,7 +72,7 @@ def test_refuses_workdir_of_another_model(trained, tmp_path):
     assert (workdir / "config.json").read_text() == config_before
 
 
-def test_missing_and_corrupt_checkpoints(trained, tmp_path):
+def test_missing_and_corrupt_checkpoints(trained, tmp_path, tinyrun):
     workdir = tmp_path / "run"
     shutil.copytree(trained[0], workdir)
     mesh = train.make_mesh()
@@ -96,7 +80,7 @@ def test_missing_and_corrupt_checkpoints(trained, tmp_path):
     with pytest.raises(
         train.CheckpointError, match=r"no checkpoint for step 3 .*available: \[10\]"
     ):
-        ckpts.restore(_fresh_state(mesh), step=3)
+        ckpts.restore(_fresh_state(tinyrun, mesh), step=3)
     ckpts.close()
     # Corrupt the array data of the latest step: restore must name the step and the way out.
     for path in (workdir / "checkpoints" / "10" / "state").rglob("*"):

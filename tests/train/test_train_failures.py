@@ -3,7 +3,6 @@ a full disk while checkpointing or logging, an unwritable workdir, a corrupt or 
 checkpoint. The full traceback appears only with JAXSEG_DEBUG=1."""
 
 import errno
-import importlib.util
 import os
 import pathlib
 import shutil
@@ -15,20 +14,6 @@ import pytest
 
 from jaxseg import train
 
-
-def _tinyrun():
-    name = "jaxseg_tests_train_tinyrun"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("tinyrun.py")
-        )
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-tinyrun = _tinyrun()
-TINYRUN = str(pathlib.Path(__file__).with_name("tinyrun.py"))
 # What tensorstore raises (through orbax) when a checkpoint write meets a full disk.
 TENSORSTORE_ENOSPC = (
     'RESOURCE_EXHAUSTED: Error writing local file "{path}/_sharding": Failed writing: '
@@ -37,7 +22,7 @@ TENSORSTORE_ENOSPC = (
 )
 
 
-def _run_main(workdir, config, capsys, **kwargs):
+def _run_main(tinyrun, workdir, config, capsys, **kwargs):
     """tinyrun through `train.handle_errors`, as an experiment's entry point: (status, stderr)."""
     with pytest.raises(SystemExit) as info:
         train.handle_errors(tinyrun.run)(str(workdir), config, **kwargs)
@@ -72,11 +57,11 @@ def full_disk_at_step_4(monkeypatch):
 
 
 def test_full_disk_while_checkpointing_says_so_in_a_few_lines(
-    tmp_path, capsys, monkeypatch, full_disk_at_step_4
+    tmp_path, capsys, monkeypatch, full_disk_at_step_4, tinyrun
 ):
     monkeypatch.delenv("JAXSEG_DEBUG", raising=False)
     config = tinyrun.tiny_config(num_train_steps=6)
-    code, err = _run_main(tmp_path, config, capsys)
+    code, err = _run_main(tinyrun, tmp_path, config, capsys)
     assert code == 1
     message = "\n".join(_message_lines(err))
     assert "Traceback" not in err and len(_message_lines(err)) <= 2, err
@@ -86,15 +71,17 @@ def test_full_disk_while_checkpointing_says_so_in_a_few_lines(
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]  # kept, resumable
 
 
-def test_debug_variable_adds_the_traceback(tmp_path, capsys, monkeypatch, full_disk_at_step_4):
+def test_debug_variable_adds_the_traceback(
+    tmp_path, capsys, monkeypatch, full_disk_at_step_4, tinyrun
+):
     monkeypatch.setenv("JAXSEG_DEBUG", "1")
-    code, err = _run_main(tmp_path, tinyrun.tiny_config(num_train_steps=6), capsys)
+    code, err = _run_main(tinyrun, tmp_path, tinyrun.tiny_config(num_train_steps=6), capsys)
     assert code == 1
     assert "Traceback (most recent call last)" in err and "os_error_code='28'" in err
     assert err.strip().splitlines()[-1].startswith("CheckpointWriteError: writing checkpoint 4")
 
 
-def test_full_disk_while_logging(tmp_path, capsys, monkeypatch):
+def test_full_disk_while_logging(tmp_path, capsys, monkeypatch, tinyrun):
     monkeypatch.delenv("JAXSEG_DEBUG", raising=False)
     jsonl = tmp_path / "metrics.jsonl"
 
@@ -102,7 +89,7 @@ def test_full_disk_while_logging(tmp_path, capsys, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(jsonl))
 
     monkeypatch.setattr(train.MetricLogger, "scalars", scalars)
-    code, err = _run_main(tmp_path, tinyrun.tiny_config(num_train_steps=4), capsys)
+    code, err = _run_main(tinyrun, tmp_path, tinyrun.tiny_config(num_train_steps=4), capsys)
     assert code == 1
     assert "Traceback" not in err and len(_message_lines(err)) <= 2, err
     assert "the run stopped: the disk is full: free space, or choose a folder on another" in err
@@ -110,7 +97,7 @@ def test_full_disk_while_logging(tmp_path, capsys, monkeypatch):
     assert "JAXSEG_DEBUG=1" in err
 
 
-def test_unwritable_workdir_exits_2(tmp_path, capsys, monkeypatch):
+def test_unwritable_workdir_exits_2(tmp_path, capsys, monkeypatch, tinyrun):
     monkeypatch.delenv("JAXSEG_DEBUG", raising=False)
     workdir = tmp_path / "runs" / "x"
     real_makedirs = os.makedirs
@@ -121,14 +108,14 @@ def test_unwritable_workdir_exits_2(tmp_path, capsys, monkeypatch):
         return real_makedirs(name, *args, **kwargs)
 
     monkeypatch.setattr(os, "makedirs", makedirs)
-    code, err = _run_main(workdir, tinyrun.tiny_config(num_train_steps=2), capsys)
+    code, err = _run_main(tinyrun, workdir, tinyrun.tiny_config(num_train_steps=2), capsys)
     assert code == 2
     assert "Traceback" not in err and len(_message_lines(err)) <= 2, err
     assert "permission denied" in err and str(tmp_path / "runs") in err
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tinyrun):
     """A 4-step run with checkpoints 2 and 4."""
     workdir = tmp_path_factory.mktemp("trained")
     tinyrun.run(str(workdir), tinyrun.tiny_config(num_train_steps=4))
@@ -139,7 +126,9 @@ def trained(tmp_path_factory):
     return workdir
 
 
-def test_corrupt_checkpoint_short_message_nothing_deleted(trained, tmp_path, capsys, monkeypatch):
+def test_corrupt_checkpoint_short_message_nothing_deleted(
+    trained, tmp_path, capsys, monkeypatch, tinyrun
+):
     monkeypatch.delenv("JAXSEG_DEBUG", raising=False)
     workdir = tmp_path / "run"
     shutil.copytree(trained, workdir)
@@ -148,7 +137,7 @@ def test_corrupt_checkpoint_short_message_nothing_deleted(trained, tmp_path, cap
         if path.is_file() and "manifest" not in path.name and path.suffix != ".json":
             path.write_bytes(b"garbage")
     before = _snapshot(workdir / "checkpoints")
-    code, err = _run_main(workdir, tinyrun.tiny_config(num_train_steps=8), capsys)
+    code, err = _run_main(tinyrun, workdir, tinyrun.tiny_config(num_train_steps=8), capsys)
     assert code == 1
     assert "Traceback" not in err and len(_message_lines(err)) <= 3, err
     assert f"checkpoint {workdir / 'checkpoints' / '4'} could not be read" in err
@@ -157,12 +146,12 @@ def test_corrupt_checkpoint_short_message_nothing_deleted(trained, tmp_path, cap
     assert _snapshot(workdir / "checkpoints") == before
 
 
-def test_checkpoint_without_signature_is_named(trained, tmp_path, capsys):
+def test_checkpoint_without_signature_is_named(trained, tmp_path, capsys, tinyrun):
     workdir = tmp_path / "run"
     shutil.copytree(trained, workdir)
     shutil.rmtree(workdir / "checkpoints" / "4" / "signature")
     before = _snapshot(workdir)
-    code, err = _run_main(workdir, tinyrun.tiny_config(num_train_steps=8), capsys)
+    code, err = _run_main(tinyrun, workdir, tinyrun.tiny_config(num_train_steps=8), capsys)
     assert code == 1
     assert str(workdir / "checkpoints" / "4" / "signature") in err
     assert "missing or unreadable" in err and "Nothing was overwritten" in err
@@ -180,7 +169,7 @@ def _mount_tiny_tmpfs(path):
     return done.returncode == 0
 
 
-def test_really_full_disk_in_a_subprocess(tmp_path):
+def test_really_full_disk_in_a_subprocess(tmp_path, tinyrun):
     """A 48 KiB file system that fills up at the first checkpoint (needs root to mount it)."""
     disk = tmp_path / "disk"
     if not _mount_tiny_tmpfs(disk):
@@ -188,7 +177,7 @@ def test_really_full_disk_in_a_subprocess(tmp_path):
     try:
         env = {k: v for k, v in os.environ.items() if k != "JAXSEG_DEBUG"}
         done = subprocess.run(
-            [sys.executable, TINYRUN, "--workdir", str(disk / "w"), "--steps", "10"],
+            [sys.executable, tinyrun.__file__, "--workdir", str(disk / "w"), "--steps", "10"],
             capture_output=True,
             text=True,
             timeout=300,
@@ -202,7 +191,7 @@ def test_really_full_disk_in_a_subprocess(tmp_path):
         subprocess.run(["umount", str(disk)], check=False)
 
 
-def test_checkpoint_folder_without_permission_exits_2(tmp_path, capsys, monkeypatch):
+def test_checkpoint_folder_without_permission_exits_2(tmp_path, capsys, monkeypatch, tinyrun):
     monkeypatch.delenv("JAXSEG_DEBUG", raising=False)
     path = f"{tmp_path}/checkpoints/2.orbax-checkpoint-tmp/state"
 
@@ -210,7 +199,7 @@ def test_checkpoint_folder_without_permission_exits_2(tmp_path, capsys, monkeypa
         raise ValueError(f'PERMISSION_DENIED: Error writing local file "{path}": Permission denied')
 
     monkeypatch.setattr(ocp.CheckpointManager, "save", save)
-    code, err = _run_main(tmp_path, tinyrun.tiny_config(num_train_steps=4), capsys)
+    code, err = _run_main(tinyrun, tmp_path, tinyrun.tiny_config(num_train_steps=4), capsys)
     assert code == 2
     assert "writing checkpoint 2" in err and "permission denied" in err
     assert "Traceback" not in err and len(_message_lines(err)) <= 2, err

@@ -1,6 +1,5 @@
 """The loop end to end: overfitting, run outputs, NaN stop, kill -9 / SIGTERM and resume."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -16,20 +15,6 @@ from tensorboard.compat.proto import event_pb2
 
 from jaxseg import train
 
-
-def _tinyrun():
-    name = "jaxseg_tests_train_tinyrun"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("tinyrun.py")
-        )
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-tinyrun = _tinyrun()
-TINYRUN = str(pathlib.Path(__file__).with_name("tinyrun.py"))
 STEPS = 10
 
 
@@ -52,7 +37,7 @@ def _records(workdir):
         return [json.loads(line) for line in f]
 
 
-def test_overfits_a_few_images_and_writes_run_outputs(tmp_path):
+def test_overfits_a_few_images_and_writes_run_outputs(tmp_path, tinyrun):
     config = tinyrun.tiny_config(
         num_train_steps=40, log_every=10, eval_every=20, checkpoint_every=0, tensorboard=True
     )
@@ -87,7 +72,7 @@ def test_overfits_a_few_images_and_writes_run_outputs(tmp_path):
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40"]
 
 
-def test_nan_batch_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path):
+def test_nan_batch_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path, tinyrun):
     # The batch of step index 5 is NaN: update 6 diverges; checkpoints exist for steps 2 and 4.
     with pytest.raises(train.NonFiniteLossError, match=r"not finite at step 6") as info:
         tinyrun.run(str(tmp_path), tinyrun.tiny_config(num_train_steps=STEPS), nan_at=5)
@@ -99,15 +84,15 @@ def test_nan_batch_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, tinyrun):
     """Final variables of an uninterrupted STEPS-step run (8 devices, in this process)."""
     workdir = tmp_path_factory.mktemp("reference")
     return tinyrun.flat_variables(tinyrun.run(str(workdir), tinyrun.tiny_config()))
 
 
-def _start(workdir):
+def _start(tinyrun, workdir):
     # 0.4 s per batch, so the run is reliably interrupted mid-way.
-    command = [sys.executable, TINYRUN, "--workdir", str(workdir), "--steps", str(STEPS)]
+    command = [sys.executable, tinyrun.__file__, "--workdir", str(workdir), "--steps", str(STEPS)]
     return subprocess.Popen(
         [*command, "--sleep", "0.4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -138,8 +123,8 @@ def _assert_same(final, reference):
         np.testing.assert_allclose(final[key], reference[key], rtol=1e-6, atol=1e-7, err_msg=key)
 
 
-def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path, reference):
-    process = _start(tmp_path)
+def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path, reference, tinyrun):
+    process = _start(tinyrun, tmp_path)
     _wait_for_checkpoint(process, tmp_path, 4)
     process.send_signal(signal.SIGKILL)
     process.communicate()
@@ -154,8 +139,8 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path, reference):
     assert steps == sorted(steps)  # records of the killed run past `latest` were dropped
 
 
-def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path, reference):
-    process = _start(tmp_path)
+def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path, reference, tinyrun):
+    process = _start(tinyrun, tmp_path)
     _wait_for_checkpoint(process, tmp_path, 2)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
@@ -169,8 +154,8 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path, reference):
     _assert_same(tinyrun.flat_variables(state), reference)
 
 
-def test_ctrl_c_saves_and_exits_130(tmp_path):
-    process = _start(tmp_path)
+def test_ctrl_c_saves_and_exits_130(tmp_path, tinyrun):
+    process = _start(tinyrun, tmp_path)
     _wait_for_checkpoint(process, tmp_path, 2)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)

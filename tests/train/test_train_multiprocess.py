@@ -1,9 +1,7 @@
 """Two processes on localhost (jax.distributed, CPU collectives): each feeds half of the global
 batch; both finish with the same parameters, equal to a single-process run of the same batches."""
 
-import importlib.util
 import os
-import pathlib
 import socket
 import subprocess
 import sys
@@ -11,20 +9,6 @@ import sys
 import numpy as np
 import pytest
 
-
-def _tinyrun():
-    name = "jaxseg_tests_train_tinyrun"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("tinyrun.py")
-        )
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-tinyrun = _tinyrun()
-TINYRUN = str(pathlib.Path(__file__).with_name("tinyrun.py"))
 STEPS = 10  # as in the other tests' runs: their compiled programs are reused
 
 
@@ -34,7 +18,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_agree_with_each_other_and_with_one_process(tmp_path):
+def test_two_processes_agree_with_each_other_and_with_one_process(tmp_path, tinyrun):
     port = _free_port()
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     workdir = tmp_path / "run"  # shared, as on a cluster file system
@@ -42,7 +26,7 @@ def test_two_processes_agree_with_each_other_and_with_one_process(tmp_path):
         subprocess.Popen(
             [
                 sys.executable,
-                TINYRUN,
+                tinyrun.__file__,
                 "--workdir",
                 str(workdir),
                 "--steps",

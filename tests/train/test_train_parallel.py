@@ -1,9 +1,6 @@
 """Sharded steps: 8 devices agree with 1 (sync BN), eval counts match numpy, VALID-net cropping."""
 
 import functools
-import importlib.util
-import pathlib
-import sys
 
 import flax.linen as nn
 import jax
@@ -15,21 +12,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxseg import train
 
 
-def _tinyrun():
-    name = "jaxseg_tests_train_tinyrun"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("tinyrun.py")
-        )
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-tinyrun = _tinyrun()
-
-
-def _train_two_steps(mesh):
+def _train_two_steps(tinyrun, mesh):
     config = tinyrun.tiny_config()
     tx = train.make_optimizer(config.optimizer, 10)
     state = train.create_train_state(tinyrun.tiny_net(), tx, jax.random.key(0), (1, 16, 16, 3))
@@ -45,10 +28,10 @@ def _train_two_steps(mesh):
     return tinyrun.flat_variables(state), train.to_host(metrics)
 
 
-def test_eight_devices_match_one_device_including_batchnorm():
+def test_eight_devices_match_one_device_including_batchnorm(tinyrun):
     assert jax.device_count() == 8
-    many, many_metrics = _train_two_steps(train.make_mesh())
-    one, one_metrics = _train_two_steps(train.make_mesh(jax.devices()[:1]))
+    many, many_metrics = _train_two_steps(tinyrun, train.make_mesh())
+    one, one_metrics = _train_two_steps(tinyrun, train.make_mesh(jax.devices()[:1]))
     assert many.keys() == one.keys()
     assert any(k.startswith("batch_stats/") for k in many)
     for key in many:
@@ -59,7 +42,7 @@ def test_eight_devices_match_one_device_including_batchnorm():
     assert many_metrics["lr"] == pytest.approx(0.1 * (1 - 1 / 10) ** 0.9, rel=1e-6)
 
 
-def test_shard_batch_splits_rows_over_devices():
+def test_shard_batch_splits_rows_over_devices(tinyrun):
     mesh = train.make_mesh()
     batch = train.shard_batch(tinyrun.global_batch(0, 16), mesh)
     assert batch["image"].shape == (16, 16, 16, 3)
@@ -102,7 +85,7 @@ def _numpy_confusion(labels, predictions, mask, num_classes, ignore=255):
     return cm
 
 
-def test_eval_step_counts_match_numpy_with_resize_mask_and_ignore():
+def test_eval_step_counts_match_numpy_with_resize_mask_and_ignore(tinyrun):
     model = _HalfResolution()
     tx = train.make_optimizer(train.optimizer_config(), 10)
     state = train.create_train_state(model, tx, jax.random.key(1), (1, 16, 16, 3))
@@ -134,7 +117,7 @@ class _Valid(nn.Module):
         return nn.Conv(3, (3, 3), padding="VALID")(x)
 
 
-def test_train_step_center_crops_labels_for_smaller_logits():
+def test_train_step_center_crops_labels_for_smaller_logits(tinyrun):
     model = _Valid()
     tx = train.make_optimizer(train.optimizer_config(), 10)
     state = train.create_train_state(model, tx, jax.random.key(2), (1, 16, 16, 3))

@@ -1,8 +1,8 @@
 """A tiny experiment for the engine tests: conv net with BatchNorm and dropout, synthetic data.
 
-Imported by the tests (`load_tinyrun()` in each test file) and run as a script in subprocesses
-(kill -9, SIGTERM, two processes). Data is a pure function of the step, so a resumed run sees the
-same batches as an uninterrupted one.
+Loaded by the tests (the `tinyrun` fixture of tests/train/conftest.py) and run as a script in
+subprocesses (kill -9, SIGTERM, two processes). Data is a pure function of the step, so a resumed
+run sees the same batches as an uninterrupted one.
 
     python tests/train/tinyrun.py --workdir W --steps 10 [--sleep 0.3] [--out final.npz]
         [--num_processes 2 --process_id 0 --port 12345]

@@ -21,6 +21,19 @@ if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromCaffe"):
 
 RTOL = 1e-4
 
+# The releases' mean pixels (BGR, 0..255), written here from the authors' files, not read
+# from jaxseg:
+# FCN: shelhamer/fcn.berkeleyvision.org voc-fcn*s inference (`infer.py`:
+# `in_ -= np.array((104.00698793,116.66876762,122.67891434))`).
+FCN_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+# DeepLab v1/v2: the released train/test prototxts' `transform_param` (`mean_value: 104.008`,
+# `116.669`, `122.675`).
+DEEPLAB_MEAN_BGR = (104.008, 116.669, 122.675)
+# VGG_ILSVRC_16_layers: its model-zoo README (gist ksimonyan/211839e770f7b538e2d8), "mean pixel
+# (in BGR order) [103.939, 116.779, 123.68]".
+VGG_MEAN_BGR = (103.939, 116.779, 123.68)
+# SegNet (SegNet-Tutorial Example_Models): raw BGR 0..255, no mean (the tests below feed it so).
+
 
 def _image(h, w, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
@@ -84,7 +97,7 @@ def test_fcn(tmp_path, caffe_proto, stride, at_once):
     prototxt, caffemodel = p.write(tmp_path)
 
     image = _image(h, w, stride)
-    net_input = image[..., ::-1].astype(np.float32) - np.float32(zoo.FCN_MEAN_BGR)
+    net_input = image[..., ::-1].astype(np.float32) - np.float32(FCN_MEAN_BGR)
     theirs = caffe_proto.opencv_forward(prototxt, caffemodel, net_input)
     seg = zoo.build_fcn(caffemodel, stride=stride, num_classes=classes, fc_features=fc)
     _assert_close(seg.logits(image), theirs)
@@ -102,7 +115,7 @@ def _deeplab_vgg16(p, ceil_first=True):
 
 
 def _deeplab_input(image):
-    return image[..., ::-1].astype(np.float32) - np.float32(zoo.DEEPLAB_MEAN_BGR)
+    return image[..., ::-1].astype(np.float32) - np.float32(DEEPLAB_MEAN_BGR)
 
 
 def test_deeplab_v1_largefov(tmp_path, caffe_proto):
@@ -158,7 +171,9 @@ def test_deeplab_v2_vgg16_aspp(tmp_path, caffe_proto):
 
 
 def _caffe_resnet(p, stage_sizes, base, suffix=""):
-    """DeepLab v2's Caffe ResNet at output stride 8 (layer names + `suffix`, shared weights)."""
+    """DeepLab v2's Caffe ResNet at output stride 8 with the released prototxt's layer names:
+    a scale branch tags the backbone's names at the end (`conv1_res075`) and the ASPP
+    classifier's before the branch index (`fc1_voc12_res075_c0`); weights are shared."""
 
     def share(name):
         return name if suffix else None
@@ -194,9 +209,12 @@ def _caffe_resnet(p, stage_sizes, base, suffix=""):
                     4 * width, 1, relu=False)  # fmt: skip
             x = p.eltwise(block + suffix, [shortcut, y])
             p._layer(f"{block}_relu{suffix}", "ReLU", [x], x)
+    # The released prototxt puts the scale tag of the ASPP classifier before the branch index:
+    # `fc1_voc12_res075_c0` is the 0.75 branch's copy of `fc1_voc12_c0` (its params are named
+    # `fc1_voc12_c0_w` / `_b` in every branch), summed into `fc1_voc12_res075`.
     scores = [
         p.conv(
-            f"fc1_voc12_c{i}{suffix}",
+            f"fc1_voc12{suffix}_c{i}",
             x,
             p.classes,
             3,
@@ -221,10 +239,18 @@ def test_deeplab_v2_resnet_msc(tmp_path, caffe_proto):
         size = (int((h - 1) * scale) + 1, int((w - 1) * scale) + 1)
         p.interp("data" + suffix, "data", f"height: {size[0]} width: {size[1]}")
         branch = _caffe_resnet(p, stages, base, suffix)
-        fused.append(p.interp(f"fc1{suffix}_interp", branch, "height: 5 width: 9"))
+        fused.append(p.interp(f"fc1_voc12{suffix}_interp", branch, "height: 5 width: 9"))
     x = p.eltwise("fc_fusion", fused, op="MAX")
     p.interp("fc_fusion_interp", x, "zoom_factor: 8")
     prototxt, caffemodel = p.write(tmp_path)
+    stored = [name for name, _, _ in p.blobs]
+    for name in (
+        "conv1_res075",
+        "res5a_branch2c_res05",
+        "fc1_voc12_res075_c0",
+        "fc1_voc12_res05_c3",
+    ):
+        assert name in stored
 
     image = _image(h, w, 13)
     theirs = caffe_proto.opencv_forward(prototxt, caffemodel, _deeplab_input(image))
@@ -350,7 +376,7 @@ def test_vgg16_ilsvrc_inner_products(tmp_path, caffe_proto):
     prototxt, caffemodel = p.write(tmp_path)
 
     image = _image(224, 224, 16)
-    net_input = image[..., ::-1].astype(np.float32) - np.float32(zoo.VGG_MEAN_BGR)
+    net_input = image[..., ::-1].astype(np.float32) - np.float32(VGG_MEAN_BGR)
     import cv2 as cv
 
     net = cv.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))

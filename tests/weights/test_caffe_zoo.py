@@ -10,8 +10,9 @@ import pytest
 
 from jaxseg.ops.pooling import avg_pool2d_count_pad, ceil_mode_pads
 from jaxseg.weights import caffe_models as convert
+from jaxseg.weights.caffe import flat_blobs, read_caffemodel
 from jaxseg.zoo import caffe_models as zoo
-from jaxseg.zoo.registry import ENTRIES
+from jaxseg.zoo.registry import ENTRIES, Published
 
 
 def _small_deeplab_v2_vgg(caffe_proto, classes=3, fc=4):
@@ -49,6 +50,43 @@ def test_entries_and_published_numbers():
     assert ENTRIES["segnet_basic_camvid"].num_classes == 11
     for entry in ENTRIES.values():
         assert entry.urls and all(u.startswith("http") for u in entry.urls)
+
+
+# In the authors' scripts (deeplab-public(-ver2) exper/run_pascal.sh: "Training #1 (on
+# train_aug)" snapshots `train_iter_*`, "Training #2 (finetune on trainval_aug)" with
+# solver2.prototxt's prefix `train2`), a `train2_iter_*` file has been trained on VOC 2012 val.
+TRAINED_ON_VAL = {
+    "deeplab_largefov_voc12": True,  # the only released file: train2_iter_8000.caffemodel
+    "deeplabv2_vgg16_voc12": True,  # loads the zip's train2_iter_20000.caffemodel
+    "deeplabv2_resnet101_voc12": False,  # loads the zip's train_iter_20000.caffemodel
+}
+
+
+def test_val_scores_of_models_fine_tuned_on_val_are_labelled_not_held_out():
+    for name, trained_on_val in TRAINED_ON_VAL.items():
+        entry = ENTRIES[name]
+        assert ("val included" in entry.dataset) == trained_on_val, entry.dataset
+        for published in entry.published:
+            assert published.split_in_training == trained_on_val
+            assert ("not held out" in published.protocol) == trained_on_val
+    assert ENTRIES["deeplab_largefov_voc12"].urls[0].endswith("/train2_iter_8000.caffemodel")
+    with pytest.raises(ValueError, match="not held out"):
+        Published("mIoU", 1.0, "VOC 2012 val", split_in_training=True)
+
+
+def test_deeplab_v2_resnet_loads_the_train_aug_model_of_the_zip(tmp_path, caffe_proto):
+    # The ResNet-101 zip holds init.caffemodel, train_iter_20000.caffemodel (train_aug) and
+    # train2_iter_20000.caffemodel (fine-tuned on trainval_aug). Only the train_aug file here
+    # is a readable caffemodel (of another net): the error must name it.
+    model_file = tmp_path / "model.caffemodel"
+    caffe_proto.write_caffemodel(model_file, [("conv1", "Convolution", [np.ones((2, 3, 1, 1))])])
+    release = tmp_path / "prototxt_and_model.zip"
+    with zipfile.ZipFile(release, "w") as archive:
+        archive.write(model_file, "train_iter_20000.caffemodel")
+        archive.writestr("train2_iter_20000.caffemodel", b"not this one")
+        archive.writestr("init.caffemodel", b"nor this one")
+    with pytest.raises(ValueError, match="train_iter_20000.caffemodel does not match"):
+        zoo.build_deeplab_v2_resnet(release, num_classes=3, stage_sizes=(1, 1, 1, 1))
 
 
 def test_deeplab_v2_zip_release_and_defaults(tmp_path, caffe_proto):
@@ -96,14 +134,82 @@ def test_wrong_release_is_named(tmp_path, caffe_proto):
         zoo.build_deeplab_v2_vgg16(path, num_classes=3, fc_features=8)
 
 
+# Scale tags of DeepLab v2's multi-scale prototxt (deeplab_aspp_resnet101 train/test.prototxt:
+# `data_res075`, `conv1_res075`, ..., `fc1_voc12_res075_c0`; `_res05` for the 0.5 branch).
+SCALE_TAGS = ("_res075", "_res05")
+
+
 def test_scale_copies_must_be_equal():
     a = np.ones((2, 3), np.float32)
     arrays = {"conv1/0": a, "conv1_res075/0": a.copy(), "conv1_res05/0": a.copy()}
-    kept = convert.drop_scale_copies(arrays, zoo.MSC_SUFFIXES, "f")
+    kept = convert.drop_scale_copies(arrays, SCALE_TAGS, "f")
     assert list(kept) == ["conv1/0"]
     arrays["conv1_res05/0"] = a * 2
-    with pytest.raises(ValueError, match="conv1_res05/0 should be a copy of conv1/0"):
-        convert.drop_scale_copies(arrays, zoo.MSC_SUFFIXES, "f")
+    with pytest.raises(ValueError, match="conv1_res05/0 .*should be a copy of conv1/0"):
+        convert.drop_scale_copies(arrays, SCALE_TAGS, "f")
+
+
+def _released_aspp_layers(rng, classes=3, channels=5):
+    """The ASPP classifier of a DeepLab v2 ResNet-101 MSC caffemodel under the released names:
+    `fc1_voc12_c{i}` and the per-scale copies `fc1_voc12_res075_c{i}`, `fc1_voc12_res05_c{i}`
+    (scale tag before the branch index), plus a backbone layer tagged at the end."""
+    conv1 = [rng.normal(size=(4, 3, 7, 7)).astype(np.float32)]
+    layers = [("conv1", "Convolution", conv1)]
+    aspp = {
+        i: [rng.normal(size=(classes, channels, 3, 3)).astype(np.float32),
+            rng.normal(size=classes).astype(np.float32)]
+        for i in range(4)
+    }  # fmt: skip
+    layers += [(f"fc1_voc12_c{i}", "Convolution", aspp[i]) for i in range(4)]
+    for tag in SCALE_TAGS:
+        layers.append((f"conv1{tag}", "Convolution", [b.copy() for b in conv1]))
+        layers += [(f"fc1_voc12{tag}_c{i}", "Convolution", [b.copy() for b in aspp[i]])
+                   for i in range(4)]  # fmt: skip
+    return layers
+
+
+def test_released_aspp_scale_copies_are_checked_and_dropped(tmp_path, caffe_proto):
+    layers = _released_aspp_layers(np.random.default_rng(0))
+    path = tmp_path / "train_iter_20000.caffemodel"
+    caffe_proto.write_caffemodel(path, layers)
+    arrays = flat_blobs(read_caffemodel(path))
+    kept = convert.drop_scale_copies(arrays, SCALE_TAGS, str(path))
+    want = ["conv1/0"] + [f"fc1_voc12_c{i}/{j}" for i in range(4) for j in (0, 1)]
+    assert list(kept) == want
+    for key in want:
+        np.testing.assert_array_equal(kept[key], arrays[key])
+
+
+def test_differing_aspp_copy_names_both_layers(tmp_path, caffe_proto):
+    layers = _released_aspp_layers(np.random.default_rng(1))
+    index = [name for name, _, _ in layers].index("fc1_voc12_res05_c2")
+    name, kind, blobs = layers[index]
+    layers[index] = (name, kind, [blobs[0], blobs[1] + 0.5])
+    path = tmp_path / "train_iter_20000.caffemodel"
+    caffe_proto.write_caffemodel(path, layers)
+    arrays = flat_blobs(read_caffemodel(path))
+    message = r"fc1_voc12_res05_c2/1 .*should be a copy of fc1_voc12_c2/1.*difference 0.5"
+    with pytest.raises(ValueError, match=message):
+        convert.drop_scale_copies(arrays, SCALE_TAGS, str(path))
+    # A copy without its full-scale layer names what is missing.
+    del arrays["fc1_voc12_c2/0"]
+    arrays["fc1_voc12_res05_c2/1"] = arrays["fc1_voc12_c2/1"]
+    message = (
+        r"'fc1_voc12_res075_c2' is a scale-branch copy of 'fc1_voc12_c2'.*no blob fc1_voc12_c2/0"
+    )
+    with pytest.raises(ValueError, match=message):
+        convert.drop_scale_copies(arrays, SCALE_TAGS, str(path))
+
+
+@pytest.mark.parametrize(
+    "layer, base",
+    [("conv1_res075", "conv1"), ("bn_conv1_res05", "bn_conv1"),
+     ("res4b22_branch2c_res075", "res4b22_branch2c"), ("fc1_voc12_res075_c0", "fc1_voc12_c0"),
+     ("fc1_res05_c3", "fc1_c3"), ("res5c_branch2a", None), ("fc1_voc12_c0", None),
+     ("data_res0755", None)],
+)  # fmt: skip
+def test_scale_tag_anywhere_in_the_name(layer, base):
+    assert convert.scale_copy_base(layer, SCALE_TAGS) == base
 
 
 @pytest.mark.parametrize(
@@ -127,3 +233,45 @@ def test_avg_pool_counts_padding():
         for j in range(4):
             want[:, i, j] = padded[:, i : i + 3, j : j + 3].sum(axis=(1, 2)) / 9
     np.testing.assert_allclose(avg_pool2d_count_pad(jnp.asarray(x), 3, 1, 1), want, rtol=1e-6)
+
+
+# Dense-CRF settings the authors published with each DeepLab release, in their own names
+# (densecrf's command line / pydensecrf): DeepLab v1 model page for DeepLab-LargeFOV
+# ("bi_w = 4, bi_xy_std = 121, bi_rgb_std = 5, pos_w = 3, pos_xy_std = 3"), and the DeepLab v2
+# project pages DeepLabv2_vgg.html ("bi_w = 4, bi_xy_std = 65, bi_rgb_std = 3, pos_w = 2,
+# pos_xy_std = 2") and DeepLabv2_resnet.html ("bi_w = 4, bi_xy_std = 67, bi_rgb_std = 3,
+# pos_w = 3, pos_xy_std = 1"); 10 mean-field iterations (MAX_ITER=10 in run_densecrf.sh).
+PUBLISHED_CRF = {
+    "deeplab_largefov_voc12": dict(bi_w=4, bi_xy_std=121, bi_rgb_std=5, pos_w=3, pos_xy_std=3),
+    "deeplabv2_vgg16_voc12": dict(bi_w=4, bi_xy_std=65, bi_rgb_std=3, pos_w=2, pos_xy_std=2),
+    "deeplabv2_resnet101_voc12": dict(bi_w=4, bi_xy_std=67, bi_rgb_std=3, pos_w=3, pos_xy_std=1),
+}
+# The same kernels in Kraehenbuehl & Koltun's notation, which jaxseg.crf.dense_crf uses:
+# appearance w1 (bi_w), theta_alpha (bi_xy_std), theta_beta (bi_rgb_std); smoothness w2
+# (pos_w), theta_gamma (pos_xy_std).
+TO_JAXSEG = {
+    "bi_w": "w_bilateral",
+    "bi_xy_std": "theta_alpha",
+    "bi_rgb_std": "theta_beta",
+    "pos_w": "w_gaussian",
+    "pos_xy_std": "theta_gamma",
+}
+
+
+def test_release_crf_settings_are_the_published_ones():
+    import inspect
+
+    from jaxseg.crf import dense_crf
+    from jaxseg.zoo.evaluate import RELEASE_CRF
+
+    assert set(RELEASE_CRF) == set(PUBLISHED_CRF)
+    defaults = inspect.signature(dense_crf).parameters
+    for name, published in PUBLISHED_CRF.items():
+        configured = RELEASE_CRF[name]
+        assert {TO_JAXSEG[k]: float(v) for k, v in published.items()} == {
+            k: float(v) for k, v in configured.items() if k != "num_iterations"
+        }, name
+        iterations = configured.get("num_iterations", defaults["num_iterations"].default)
+        assert iterations == 10, name
+        # Every published number of a DeepLab release measured with the CRF has settings.
+        assert any("CRF" in p.protocol for p in ENTRIES[name].published)

@@ -28,6 +28,35 @@ from jaxseg.zoo import deeplab_models  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "deeplab_tf"
 
+# The official DeepLab configuration, written here from the authors' files (not read from
+# jaxseg), that the `Official` graph below is built with:
+# ASPP rates of the released v3+/v3 models (research/deeplab g3doc/model_zoo.md and
+# local_test.sh: `--atrous_rates=6 --atrous_rates=12 --atrous_rates=18` with
+# `--output_stride=16`; `12, 24, 36` when evaluating at `--output_stride=8`).
+OFFICIAL_ATROUS_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
+# Backbone name scopes of the official checkpoints (core/feature_extractor.py's name scopes;
+# the variable lists in data/deeplab_tf/ start with them).
+OFFICIAL_SCOPES = {
+    "xception_41": "xception_41",
+    "xception_65": "xception_65",
+    "xception_71": "xception_71",
+    "mobilenet_v2": "MobilenetV2",
+    "resnet_v1_50_beta": "resnet_v1_50",
+    "resnet_v1_101_beta": "resnet_v1_101",
+}
+# Head scopes of model.py: image pooling, 1x1 ASPP branch, separable atrous branches (Xception:
+# `aspp{i}_depthwise` / `_pointwise`), projection, the decoder's 48-channel projection of the
+# stride-4 features, and the classifier.
+OFFICIAL_HEAD_SCOPES = (
+    "image_pooling",
+    "aspp0",
+    "aspp1_depthwise",
+    "aspp1_pointwise",
+    "concat_projection",
+    "decoder/feature_projection0",
+    "logits/semantic",
+)
+
 
 def scale_dimension(dim: int, scale: float) -> int:
     """The official `scale_dimension`: output size of `dim` at `scale`."""
@@ -251,26 +280,35 @@ class Official:
 
 @dataclasses.dataclass(frozen=True)
 class Case:
+    """One test network: `arch` is jaxseg's description (under test); the other fields are the
+    official graph's configuration, stated here: the backbone scope, and whether the model has
+    atrous ASPP branches, separable convs and the decoder (the Xception releases are trained
+    with `--aspp_with_separable_conv --decoder_use_separable_conv --decoder_output_stride=4`;
+    the MobileNetV2 releases with image pooling + 1x1 only and no decoder)."""
+
     arch: DeepLabArch
+    scope: str
+    aspp: bool = True
+    separable: bool = True
+    decoder: bool = True
     entry: tuple = ((128, 2), (256, 2), (728, 2))
     end_block: int = 2
 
 
 def official_network(official: Official, case: Case, x, crop, output_stride):
     """Logits of the official graph at their own resolution for a normalised canvas `x`."""
-    arch = case.arch
     end = None
-    if arch.backbone.startswith("xception"):
+    if case.scope.startswith("xception"):
         features, points = official.xception(
-            x, arch.scope, case.entry, arch.middle_flow_units, output_stride
+            x, case.scope, case.entry, case.arch.middle_flow_units, output_stride
         )
         key = f"entry_flow/block{case.end_block}/unit_1/xception_module/separable_conv2_pointwise"
-        end = points[f"{arch.scope}/{key}"] if arch.decoder else None
+        end = points[f"{case.scope}/{key}"] if case.decoder else None
     else:
         features = official.mobilenet_v2(x, output_stride)
-    rates = [r * 16 // output_stride for r in arch.atrous_rates]
+    rates = OFFICIAL_ATROUS_RATES[output_stride] if case.aspp else ()
     return official.head(
-        features, end, crop, output_stride, rates, arch.num_classes, arch.separable
+        features, end, crop, output_stride, rates, case.arch.num_classes, case.separable
     )
 
 
@@ -288,7 +326,7 @@ def official_multiscale(official, case, image, crop, output_stride, scales, flip
     h, w = image.shape[:2]
     canvas = np.full((1, *crop, 3), 127.5, np.float32)
     canvas[0, :h, :w] = image
-    stride = 4 if case.arch.decoder else output_stride
+    stride = 4 if case.decoder else output_stride
     probabilities = []
     for scale in scales:
         size = [scale_dimension(c, scale) for c in crop]
@@ -319,14 +357,24 @@ def relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
     return float(np.max(np.abs(ours - reference)) / np.max(np.abs(reference)))
 
 
-XCEPTION65 = Case(DeepLabArch("xception_65", num_classes=5, middle_flow_units=2))
+# jaxseg's side: the zoo's own architecture data where a release uses it (the test's sizes:
+# classes, middle-flow depth); the official side: the literal configuration of `Case`.
+XCEPTION65 = Case(
+    DeepLabArch(**{**deeplab_models.XCEPTION65, "num_classes": 5, "middle_flow_units": 2}),
+    scope=OFFICIAL_SCOPES["xception_65"],
+)
 XCEPTION71 = Case(
     DeepLabArch("xception_71", num_classes=4, middle_flow_units=1),
+    scope=OFFICIAL_SCOPES["xception_71"],
     entry=((128, 2), (256, 1), (256, 2), (728, 1), (728, 2)),
     end_block=3,
 )
 MOBILENETV2 = Case(
-    DeepLabArch("mobilenet_v2", num_classes=6, atrous_rates=(), decoder=False, separable=False)
+    DeepLabArch(**{**deeplab_models.MOBILENETV2, "num_classes": 6}),
+    scope=OFFICIAL_SCOPES["mobilenet_v2"],
+    aspp=False,
+    separable=False,
+    decoder=False,
 )
 
 
@@ -426,6 +474,24 @@ def test_official_variable_lists_map_completely(listing, arch, keep):
     assert imported.missing == () and imported.unexpected == ()
 
 
+def test_official_constants_agree_with_the_official_listings_and_the_zoo(checkpoints):
+    """The stated head scopes are those of a released checkpoint's variable list (and of the
+    graph the tests build); the zoo's release data uses the official rates."""
+    listed = {
+        line.split("\t")[0].split("/BatchNorm")[0].rsplit("/", 1)[0]
+        for line in (DATA / "xception65_v3plus.txt").read_text().splitlines()
+    }
+    _, official, _ = checkpoints["x65"]
+    built = {name.split("/BatchNorm")[0].rsplit("/", 1)[0] for name in official.variables}
+    for scope in OFFICIAL_HEAD_SCOPES:
+        assert scope in listed and scope in built, scope
+    assert any(n.startswith(OFFICIAL_SCOPES["xception_65"] + "/") for n in listed)
+    assert deeplab_models.XCEPTION65["atrous_rates"] == OFFICIAL_ATROUS_RATES[16]
+    assert deeplab_models.MOBILENETV2["atrous_rates"] == ()
+    for backbone, scope in OFFICIAL_SCOPES.items():
+        assert DeepLabArch(backbone, num_classes=None).scope == scope
+
+
 def test_classifier_head_of_imagenet_checkpoints_is_ignored_by_rule():
     arch = DeepLabArch("xception_65", num_classes=None)
     arrays = _zeros_from_list(
@@ -480,30 +546,29 @@ def test_corrupt_checkpoint_is_refused_naming_the_file(tmp_path):
 def test_imagenet_backbone_matches_official(tmp_path, backbone, output_stride):
     """ImageNet checkpoints (classifier included): `out` and the decoder end point match."""
     official = Official(seed=3)
+    scope = OFFICIAL_SCOPES[backbone]
     x = tf.constant(np.random.default_rng(5).uniform(-1, 1, (1, 49, 41, 3)), tf.float32)
     if backbone.startswith("resnet"):
         arch = DeepLabArch(
             backbone, num_classes=None, stage_sizes=(2, 2, 2, 2), backbone_epsilon=1e-5
         )
-        out, points = official.resnet_v1_beta(x, arch.scope, (2, 2, 2, 2), output_stride)
-        end = points[f"{arch.scope}/block1/unit_2/bottleneck_v1/conv3"]
+        out, points = official.resnet_v1_beta(x, scope, (2, 2, 2, 2), output_stride)
+        end = points[f"{scope}/block1/unit_2/bottleneck_v1/conv3"]
         channels = 2048
     else:
         arch = DeepLabArch(backbone, num_classes=None, middle_flow_units=2)
-        out, points = official.xception(x, arch.scope, XCEPTION65.entry, 2, output_stride)
-        end = points[
-            f"{arch.scope}/entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise"
-        ]
+        out, points = official.xception(x, scope, XCEPTION65.entry, 2, output_stride)
+        end = points[f"{scope}/entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise"]
         channels = 2048
     variables = dict(official.variables)
-    variables[f"{arch.scope}/logits/weights"] = np.zeros((1, 1, channels, 1001), np.float32)
-    variables[f"{arch.scope}/logits/biases"] = np.zeros((1001,), np.float32)
+    variables[f"{scope}/logits/weights"] = np.zeros((1, 1, channels, 1001), np.float32)
+    variables[f"{scope}/logits/biases"] = np.zeros((1001,), np.float32)
     prefix = write_checkpoint(variables, tmp_path / "model.ckpt")
     imported = tf_slim.convert_checkpoint(prefix, arch, output_stride)
     assert imported.missing == ()
     assert set(imported.unexpected) == {
-        f"{arch.scope}/logits/weights",
-        f"{arch.scope}/logits/biases",
+        f"{scope}/logits/weights",
+        f"{scope}/logits/biases",
     }
     features = jax.jit(arch.model(output_stride).apply)(imported.variables, x.numpy())
     assert relative_error(np.asarray(features["out"]), out.numpy()) <= 1e-4
@@ -564,7 +629,9 @@ def mobilenet_release(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("release")
     official = Official(seed=21)
-    case = Case(dataclasses.replace(MOBILENETV2.arch, num_classes=21))
+    case = dataclasses.replace(
+        MOBILENETV2, arch=dataclasses.replace(MOBILENETV2.arch, num_classes=21)
+    )
     official_logits(official, case, np.zeros((33, 33, 3), np.uint8), (33, 33), 16)
     folder = root / "deeplabv3_mnv2_pascal_train_aug"
     folder.mkdir()

@@ -39,7 +39,7 @@ def release(tmp_path_factory):
     root = tmp_path_factory.mktemp("release")
     official = tf_slim_tests.Official(seed=31)
     arch = dataclasses.replace(tf_slim_tests.MOBILENETV2.arch, num_classes=21)
-    case = tf_slim_tests.Case(arch)
+    case = dataclasses.replace(tf_slim_tests.MOBILENETV2, arch=arch)
     image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     logits = tf_slim_tests.official_logits(official, case, image, (65, 65), 16)
     # Background competes with the other classes, so that scores are neither 0 nor constant.

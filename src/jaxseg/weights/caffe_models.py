@@ -330,26 +330,68 @@ def deeplab_v2_resnet_spec(
     return make_spec("Caffe DeepLab v2 ResNet ASPP-L", model, entries)
 
 
+def scale_copy_base(layer: str, tags: tuple[str, ...]) -> str | None:
+    """The full-scale layer a per-scale copy stands for, or None if `layer` has no scale tag.
+
+    The released DeepLab v2 prototxts tag a scale branch with an `_`-separated token placed
+    where their naming puts it: at the end for the backbone (`conv1_res075`,
+    `bn_conv1_res05`, `res2a_branch1_res075`) and before the branch index for the ASPP
+    classifier (`fc1_voc12_res075_c0` for `fc1_voc12_c0`). The tag is removed wherever it is.
+    `tags` may be spelled with or without the leading underscore (`"_res075"` or `"res075"`).
+    """
+    words = layer.split("_")
+    wanted = {t.lstrip("_") for t in tags}
+    found = [i for i, word in enumerate(words) if word in wanted]
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ValueError(f"layer {layer!r} carries more than one scale tag ({sorted(wanted)})")
+    del words[found[0]]
+    return "_".join(words)
+
+
 def drop_scale_copies(
-    arrays: Mapping[str, np.ndarray], suffixes: tuple[str, ...], what: str
+    arrays: Mapping[str, np.ndarray], tags: tuple[str, ...], what: str
 ) -> dict[str, np.ndarray]:
-    """Removes the per-scale copies of shared weights (`conv1_res075/0` == `conv1/0`).
+    """Removes the per-scale copies of shared weights (`conv1_res075/0` == `conv1/0`,
+    `fc1_voc12_res05_c3/1` == `fc1_voc12_c3/1`).
 
     DeepLab v2's multi-scale nets share one set of weights between scale branches, and Caffe
-    saves it once per branch layer. Each copy must equal the full-scale layer's blob.
+    saves it once per branch layer. Each copy must equal the full-scale layer's blob exactly;
+    a copy that differs, or that has no full-scale layer, is an error naming both layers.
+
+    Args:
+      arrays: flat `{"layer/index": blob}` (`jaxseg.weights.caffe.flat_blobs`).
+      tags: the scale tags, e.g. `("_res075", "_res05")` (`scale_copy_base`).
+      what: names the file in errors.
+
+    Returns:
+      `arrays` without the copies, in file order.
     """
     kept = {}
     for key, value in arrays.items():
         layer, _, index = key.rpartition("/")
-        base = next((layer[: -len(s)] for s in suffixes if layer.endswith(s)), None)
+        base = scale_copy_base(layer, tags)
         if base is None:
             kept[key] = value
             continue
-        original = arrays.get(f"{base}/{index}")
-        if original is None or original.shape != value.shape or not np.array_equal(original, value):
+        original_key = f"{base}/{index}"
+        original = arrays.get(original_key)
+        if original is None:
             raise ValueError(
-                f"{what}: {key} should be a copy of {base}/{index} (weights shared between "
-                "scales) but differs or has no original"
+                f"{what}: layer {layer!r} is a scale-branch copy of {base!r} (weights shared "
+                f"between scales), but the file has no blob {original_key}"
+            )
+        if original.shape != value.shape or not np.array_equal(original, value):
+            detail = (
+                f"shape {value.shape} vs {original.shape}"
+                if original.shape != value.shape
+                else f"max difference {float(np.max(np.abs(value - original))):.3g}"
+            )
+            raise ValueError(
+                f"{what}: {key} (layer {layer!r}) should be a copy of {original_key} (layer "
+                f"{base!r}; the released nets share weights between scales) but differs: "
+                f"{detail}"
             )
     return kept
 

@@ -172,9 +172,14 @@ for _s in (32, 16, 8):
 # ---- DeepLab v1 LargeFOV / v2 -------------------------------------------------------------------
 
 DEEPLAB_CROP = 513
-# The VOC 2012 model inside DeepLab v2's prototxt_and_model.zip (init.caffemodel is the
-# COCO-pretrained initialisation).
-DEEPLAB_V2_MEMBER = "train2_iter_20000.caffemodel"
+# The VOC 2012 model each DeepLab v2 prototxt_and_model.zip entry loads (docs/caffe_models.md,
+# "Which file each DeepLab entry loads"). In the authors' scripts `train_iter_*` is Training #1
+# on train_aug and `train2_iter_*` its fine-tuning on trainval_aug (val included). The
+# ResNet-101 zip holds both (and init.caffemodel, the COCO initialisation): the train_aug one
+# is the model of the published val numbers. For the VGG16 zip no public listing of its files
+# could be found; the entry keeps the trainval_aug fine-tuned file it was built for.
+DEEPLAB_V2_VGG16_MEMBER = "train2_iter_20000.caffemodel"
+DEEPLAB_V2_RESNET_MEMBER = "train_iter_20000.caffemodel"
 
 
 def _class_names(num_classes: int) -> tuple[str, ...]:
@@ -233,7 +238,7 @@ def build_deeplab_v2_vgg16(
         num_classes=num_classes, fc_features=fc_features, ceil_mode=True, caffe_interp=True
     )
     spec = convert.deeplab_v2_vgg_spec(model, classifier)
-    variables = convert.convert_caffemodel(caffemodel_from(path, DEEPLAB_V2_MEMBER), spec)
+    variables = convert.convert_caffemodel(caffemodel_from(path, DEEPLAB_V2_VGG16_MEMBER), spec)
     return _deeplab_segmenter(model, variables, num_classes, crop_size)
 
 
@@ -271,7 +276,7 @@ def build_deeplab_v2_resnet(
         multi_scale_inputs=tuple(multi_scale_inputs),
         caffe_interp=True,
     )
-    path = caffemodel_from(path, DEEPLAB_V2_MEMBER)
+    path = caffemodel_from(path, DEEPLAB_V2_RESNET_MEMBER)
     what = f"Caffe model {path}"
     arrays = convert.drop_scale_copies(flat_blobs(read_caffemodel(path)), MSC_SUFFIXES, what)
     spec = convert.deeplab_v2_resnet_spec(model, stage_sizes, classifier)
@@ -371,12 +376,24 @@ _DEEPLAB_NOTES = (
     "to 513 x 513 as the official evaluation (crop_size= to change it)."
 )
 _VOC12_VAL = "VOC 2012 val (1449 images), single scale, 513 x 513 mean-padded input"
+# The authors' scripts (run_pascal.sh, "Training #2 (finetune on trainval_aug)", solver2
+# snapshot prefix `train2`) fine-tune the train_aug model on trainval_aug: a `train2` file has
+# seen VOC 2012 val. Its published val numbers belong to the train_aug model it started from.
+_TRAINVAL = "PASCAL VOC 2012 train_aug, then fine-tuned on trainval_aug (val included)"
+_NOT_HELD_OUT = (
+    "; published for the authors' train_aug model: this file was fine-tuned on "
+    "trainval_aug, so its val score is not held out"
+)
+_TRAINED_ON_VAL = (
+    " Trained on val too (the authors' train2 fine-tuning on trainval_aug): what it scores on "
+    "VOC 2012 val is not held out and not comparable with the published numbers."
+)
 
 register(
     ZooEntry(
         name="deeplab_largefov_voc12",
         architecture="DeepLab v1 LargeFOV, VGG16 (fc6 3x3 rate 12, 1024 channels)",
-        dataset="PASCAL VOC 2012 train_aug (21 classes)",
+        dataset=f"{_TRAINVAL} (21 classes)",
         num_classes=21,
         urls=(
             "http://ccvl.stat.ucla.edu/ccvl/DeepLab-LargeFOV/train2_iter_8000.caffemodel",
@@ -385,8 +402,20 @@ register(
         filename="deeplab_largefov_train2_iter_8000.caffemodel",
         size=None,
         published=(
-            Published("mIoU", 62.25, _VOC12_VAL, eval_output_stride=8),
-            Published("mIoU", 67.64, f"{_VOC12_VAL}, dense CRF", eval_output_stride=8),
+            Published(
+                "mIoU",
+                62.25,
+                _VOC12_VAL + _NOT_HELD_OUT,
+                eval_output_stride=8,
+                split_in_training=True,
+            ),
+            Published(
+                "mIoU",
+                67.64,
+                f"{_VOC12_VAL}, dense CRF{_NOT_HELD_OUT}",
+                eval_output_stride=8,
+                split_in_training=True,
+            ),
         ),
         load=build_deeplab_v1,
         crf=dict(  # the dense-CRF settings published with this release
@@ -395,7 +424,9 @@ register(
         references={
             "test_prototxt": "http://ccvl.stat.ucla.edu/ccvl/DeepLab-LargeFOV/test.prototxt"
         },
-        notes=_DEEPLAB_NOTES + " V1 file format (deeplab-public).",
+        notes=_DEEPLAB_NOTES + " V1 file format (deeplab-public). The only released LargeFOV "
+        "file is train2_iter_8000 (solver2.prototxt: 8000 iterations, prefix train2)."
+        + _TRAINED_ON_VAL,
     )
 )
 
@@ -404,21 +435,37 @@ register(
     ZooEntry(
         name="deeplabv2_vgg16_voc12",
         architecture="DeepLab v2, VGG16, ASPP-L (rates 6/12/18/24)",
-        dataset="PASCAL VOC 2012 train_aug (21 classes)",
+        dataset=f"{_TRAINVAL} (21 classes)",
         num_classes=21,
         urls=(_V2.format(net="vgg16"),),
         filename="deeplab_aspp_vgg16_prototxt_and_model.zip",
         size=None,
         published=(
-            Published("mIoU", 68.96, _VOC12_VAL, eval_output_stride=8),
-            Published("mIoU", 71.57, f"{_VOC12_VAL}, dense CRF", eval_output_stride=8),
+            Published(
+                "mIoU",
+                68.96,
+                _VOC12_VAL + _NOT_HELD_OUT,
+                eval_output_stride=8,
+                split_in_training=True,
+            ),
+            Published(
+                "mIoU",
+                71.57,
+                f"{_VOC12_VAL}, dense CRF{_NOT_HELD_OUT}",
+                eval_output_stride=8,
+                split_in_training=True,
+            ),
         ),
         load=build_deeplab_v2_vgg16,
         crf=dict(  # the dense-CRF settings published with this release
             w_bilateral=4.0, theta_alpha=65.0, theta_beta=3.0, w_gaussian=2.0, theta_gamma=2.0
         ),
         references={"project_page": "http://liangchiehchen.com/projects/DeepLabv2_vgg.html"},
-        notes=_DEEPLAB_NOTES + f" The zip's {DEEPLAB_V2_MEMBER} is the VOC 2012 model.",
+        notes=_DEEPLAB_NOTES
+        + f" Loads the zip's {DEEPLAB_V2_VGG16_MEMBER}."
+        + _TRAINED_ON_VAL
+        + " Whether the zip also holds the train_aug train_iter_20000.caffemodel (as the "
+        "ResNet-101 zip does) is unconfirmed; if it does, pass that file as checkpoint=.",
     )
 )
 register(
@@ -440,8 +487,9 @@ register(
             w_bilateral=4.0, theta_alpha=67.0, theta_beta=3.0, w_gaussian=3.0, theta_gamma=1.0
         ),
         references={"project_page": "http://liangchiehchen.com/projects/DeepLabv2_resnet.html"},
-        notes=_DEEPLAB_NOTES + f" The zip's {DEEPLAB_V2_MEMBER} is the VOC 2012 model; the "
-        "file stores the shared weights once per scale branch (checked equal).",
+        notes=_DEEPLAB_NOTES + f" Loads the zip's {DEEPLAB_V2_RESNET_MEMBER} (train_aug, val "
+        "held out); its train2_iter_20000.caffemodel was fine-tuned on trainval_aug (val "
+        "included). The file stores the shared weights once per scale branch (checked equal).",
     )
 )
 

@@ -21,6 +21,10 @@ class Published:
     """One published number and the protocol that produced it.
 
     Example: `Published("mIoU", 82.20, "VOC 2012 val, output stride 16, single scale")`.
+
+    `split_in_training` is True when the released file was trained on the evaluation split
+    (a DeepLab `train2` model fine-tuned on trainval_aug, scored on val): what it measures
+    there is not held out, and `protocol` says so, since that is the text printed beside it.
     """
 
     metric: str
@@ -29,6 +33,16 @@ class Published:
     eval_output_stride: int | None = None
     eval_scales: tuple[float, ...] = (1.0,)
     eval_flip: bool = False
+    split_in_training: bool = False
+
+    def __post_init__(self) -> None:
+        # The protocol is what `jaxseg-zoo list` and `published_vs_measured` print: a score on
+        # a split the model was trained on must say so there.
+        if self.split_in_training and "not held out" not in self.protocol:
+            raise ValueError(
+                f"Published {self.metric} {self.value}: split_in_training=True needs the "
+                f"protocol to say 'not held out', got {self.protocol!r}"
+            )
 
 
 # load(local file, output_stride=..., crop_size=...) -> Segmenter. `local file` is what
