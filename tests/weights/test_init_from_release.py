@@ -51,7 +51,7 @@ def test_a_caffe_release_initialises_training(tmp_path, caffe_proto, monkeypatch
     downloads = tmp_path / "cache" / "downloads"
     downloads.mkdir(parents=True)
     with zipfile.ZipFile(downloads / entry.filename, "w") as archive:
-        archive.write(model_file, f"prototxt_and_model/{caffe_models.DEEPLAB_V2_MEMBER}")
+        archive.write(model_file, f"prototxt_and_model/{caffe_models.DEEPLAB_V2_VGG16_MEMBER}")
 
     # The experiment's model with the release's switches (experiments/deeplabv2_voc.py's).
     model = DeepLabV2VGG16(num_classes=21, fc_features=4, ceil_mode=True, caffe_interp=True)
