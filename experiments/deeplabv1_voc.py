@@ -13,8 +13,8 @@ paper's table, mIoU before and after the CRF:
 The authors' released model, evaluated without training (downloaded once into the cache),
 with the CRF settings published with it:
 
-    python experiments/deeplabv1_voc.py --mode=eval --workdir runs/zoo_largefov \\
-        --config.init_from=zoo:deeplab_largefov_voc12 --config.crf=True
+    jaxseg-zoo evaluate deeplab_largefov_voc12 --dataset voc_segmentation/2012 \\
+        --data-dir ~/tensorflow_datasets --crf
 
 Recipe (docs/recipes.md): batch 20, crop 321, flips, SGD momentum 0.9, LR 1e-3 (1e-2 for the
 classifier fc8) multiplied by 0.1 every 2000 steps, 6000 steps, weight decay 5e-4; Caffe VGG16

@@ -14,8 +14,8 @@ paper's table: mIoU without and with the CRF, and with multi-scale inputs:
 The authors' released ResNet-101 model, evaluated without training (downloaded once into the
 cache), with the CRF settings published with it:
 
-    python experiments/deeplabv2_voc.py --mode=eval --workdir runs/zoo_dlv2 \\
-        --config.init_from=zoo:deeplabv2_resnet101_voc12 --config.crf=True
+    jaxseg-zoo evaluate deeplabv2_resnet101_voc12 --dataset voc_segmentation/2012 \\
+        --data-dir ~/tensorflow_datasets --crf
 
 Recipe (docs/recipes.md): crop 321, random scale 0.5-1.5 and flips, batch 10, SGD momentum 0.9,
 poly LR (power 0.9) from 2.5e-4 with 10x for the ASPP-L head, 20k steps, weight decay 5e-4.

@@ -13,8 +13,8 @@ Paper setting (train_aug, prepared once from the VOC + SBD archives, see README)
 The authors' released DeepLab v3 model on VOC is a MobileNetV2 one (no ResNet-101 v3 model
 was released); evaluated without training by its published protocols (downloaded once):
 
-    python experiments/deeplabv3_voc.py --mode=eval --workdir runs/zoo_mnv2 \\
-        --config.init_from=zoo:mobilenetv2_coco_voc_trainaug
+    jaxseg-zoo evaluate mobilenetv2_coco_voc_trainaug --dataset voc_segmentation/2012 \\
+        --data-dir ~/tensorflow_datasets
 
 Recipe (docs/recipes.md): train at output stride 16 (evaluate at 8: same parameters, rates
 doubled), crop 513, random scale 0.5-2.0 and flips, batch 16, SGD momentum 0.9, poly LR (power

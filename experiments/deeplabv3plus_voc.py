@@ -30,9 +30,9 @@ The ResNet-101 variant with torchvision's ImageNet weights:
         --config.optimizer.weight_decay=1e-4 --config.pretrained_model=resnet101 \\
         --config.pretrained=resnet101.safetensors
 
-The released models themselves (no training): `--mode=eval
---config.init_from=zoo:xception65_coco_voc_trainaug` prints the published numbers beside the
-measured ones.
+The released models themselves (no training): `jaxseg-zoo evaluate
+xception65_coco_voc_trainaug --dataset voc_segmentation/2012 --data-dir DIR` prints the
+published numbers beside the measured ones.
 
 Recipe (docs/recipes.md): crop 513, random scale 0.5-2.0 and flips, batch 16, SGD momentum 0.9,
 poly LR (power 0.9) from 0.007, 30k steps, weight decay 4e-5 (Xception; use 1e-4 with

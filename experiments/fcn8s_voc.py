@@ -16,13 +16,13 @@ Published (VOC2011 seg11valid, pixel acc. / mean acc. / mean IoU / f.w. IoU): 90
 
 The authors' released FCN-8s, evaluated without training (downloaded once into the cache):
 
-    python experiments/fcn8s_voc.py --mode=eval --workdir runs/zoo_fcn8s \\
-        --config.init_from=zoo:fcn8s_heavy_pascal
+    jaxseg-zoo evaluate fcn8s_heavy_pascal --dataset voc_segmentation/2012 --split seg11valid \\
+        --data-dir ~/tensorflow_datasets
 
-It prints the published 65.5 beside the mIoU measured on the configured split, seg11valid, the
-split the release was published on (VOC2011 val minus SBD train, which the release was trained
-on). `--config.eval_split=validation` would score it on VOC 2012 val, part of which is in SBD
-train: not a held-out number.
+It prints the published 65.5 beside the mIoU measured on seg11valid, the split the release was
+published on (VOC2011 val minus SBD train, which the release was trained on). `--split
+validation` would score it on VOC 2012 val, part of which is in SBD train: not a held-out
+number.
 
 Recipe, deviations and --demo changes: those of `fcn32s_voc.py`, whose config this file
 imports; only the model differs. The skip scores are trained at once from VGG16 instead of

@@ -13,8 +13,8 @@ once from its CamVid/ folder, see README):
 The SegNet tutorial's released SegNet-Basic, evaluated on the test split without training
 (downloaded once into the cache):
 
-    python experiments/segnet_camvid.py --mode=eval --workdir runs/zoo_segnet_basic \\
-        --config.init_from=zoo:segnet_basic_camvid
+    jaxseg-zoo evaluate segnet_basic_camvid --dataset camvid --split test \\
+        --data-dir ~/tensorflow_datasets
 
 Recipe: whole 360x480 images, flips, batch 12, SGD momentum 0.9 at a fixed LR 0.1, weight
 decay 5e-4, median-frequency class balancing (the weights SegNet-Tutorial ships for CamVid),
