@@ -116,3 +116,22 @@ def test_keeps_best_by_miou_plus_latest_and_ignores_partial_saves(tmp_path):
     ckpts.close()
     assert not partial.exists()  # orbax removes leftovers of interrupted saves
     assert sorted(os.listdir(tmp_path / "ck")) == ["4", "5", "7"]
+
+
+def test_a_changed_module_warns_only_when_training_resumes(trained, tinyrun, caplog):
+    """Evaluation and prediction read checkpoints with the evaluation module, whose settings
+    differ from the training module's by design: that is not worth a warning there (it was
+    printed by `jaxseg-predict --workdir` on every demo run); a resumed training is told."""
+    import logging
+
+    workdir, _ = trained
+    state = _fresh_state(tinyrun, train.make_mesh(jax.devices()[:1]))
+    signature = {**train.model_signature(state), "module_digest": "another module"}
+    for read_only, level in ((True, logging.INFO), (False, logging.WARNING)):
+        caplog.clear()
+        ckpts = train.Checkpoints(workdir / "checkpoints", read_only=read_only)
+        with caplog.at_level(logging.INFO):
+            ckpts.check_compatible(signature)
+        ckpts.close()
+        said = [r for r in caplog.records if "module's settings differ" in r.getMessage()]
+        assert [r.levelno for r in said] == [level], read_only

@@ -188,6 +188,7 @@ class Checkpoints:
     ):
         self.directory = os.path.abspath(os.fspath(directory))
         self.best_metric = best_metric
+        self._read_only = read_only
         options = ocp.CheckpointManagerOptions(
             preservation_policy=LatestAndBest(n=keep_best, metric=best_metric),
             # Orbax writes a step's metrics to disk only when best_fn is set; without them a
@@ -288,9 +289,14 @@ class Checkpoints:
                 "the old run away."
             )
         if saved.get("module_digest") != signature["module_digest"]:
-            logging.warning(
-                "Resuming %s from step %d: the module's settings changed since it was saved "
+            # Evaluation and prediction (read-only) build the evaluation module, whose settings
+            # (output stride, conv forms, ...) may differ from the training module's by design;
+            # only a resumed training run is worth a warning.
+            log = logging.info if self._read_only else logging.warning
+            log(
+                "%s %s from step %d: the module's settings differ from the saved ones "
                 "(same parameter shapes).",
+                "Reading" if self._read_only else "Resuming",
                 signature["model"],
                 step,
             )
