@@ -1,4 +1,7 @@
-"""The installed package: what imports without TensorFlow, and that every import is declared."""
+"""The installed package: what imports without TensorFlow, and that every import is declared.
+
+A quick check in this environment, with TensorFlow hidden by an import hook; the real one is
+tests/packaging/test_library_install.py, in a virtual environment without TensorFlow."""
 
 import ast
 import importlib
@@ -56,7 +59,8 @@ def test_library_imports_without_tensorflow():
         """
         for name in ["jaxseg.ops", "jaxseg.models", "jaxseg.losses", "jaxseg.metrics",
                      "jaxseg.inference", "jaxseg.viz", "jaxseg.figures", "jaxseg.train",
-                     "jaxseg.weights"]:
+                     "jaxseg.weights", "jaxseg.data", "jaxseg.scoring", "jaxseg.segmenter",
+                     "jaxseg.zoo", "jaxseg.experiment", "jaxseg.predict", "jaxseg.zoo_cli"]:
             importlib.import_module(name)
         leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow",
                         "tensorflow_datasets"))
@@ -68,10 +72,11 @@ def test_library_imports_without_tensorflow():
     assert "imported" in result.stdout
 
 
-def test_data_without_tensorflow_says_which_extra():
-    result = _run("import jaxseg.data")
-    assert result.returncode != 0
-    assert "pip install 'jaxseg[data]'" in result.stderr
+def test_data_pipelines_without_tensorflow_say_which_extra():
+    for module in ("jaxseg.data.pipeline", "jaxseg.data.builders"):
+        result = _run(f"import {module}")
+        assert result.returncode != 0, module
+        assert "pip install 'jaxseg[data]'" in result.stderr, module
 
 
 def _pyproject() -> dict:
