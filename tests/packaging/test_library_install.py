@@ -171,7 +171,7 @@ def test_the_environment_has_no_tensorflow_and_the_installed_jaxseg(library):
 def tf_slim_tests():
     """tests/weights/test_tf_slim.py: the official graphs in TensorFlow ops."""
     pytest.importorskip("tensorflow")
-    return _module(TESTS / "weights" / "test_tf_slim.py", "_tf_slim_official")
+    return _module(TESTS / "weights" / "test_tf_slim.py", "_library_tf_slim_official")
 
 
 @pytest.fixture(scope="module")
