@@ -49,7 +49,13 @@ def list_table() -> str:
 
 def evaluate_command(args: argparse.Namespace) -> int:
     """`evaluate NAME --dataset D [--data-dir DIR] [--split S] [--checkpoint F] [--crf]`."""
-    from jaxseg.data.pipeline import source  # TensorFlow: only to read the dataset
+    try:
+        from jaxseg.data.pipeline import source  # TensorFlow: only to read the dataset
+    except ModuleNotFoundError as error:  # the library install: no TensorFlow
+        print(
+            f"error: jaxseg-zoo evaluate reads datasets with TensorFlow: {error}", file=sys.stderr
+        )
+        return 2
 
     try:
         info = get_dataset_info(args.dataset)

@@ -82,7 +82,7 @@ class Library:
     env: dict
     cache: Path
 
-    def run(self, *command, timeout: float = 300) -> subprocess.CompletedProcess:
+    def run(self, *command, timeout: float = 300, status: int = 0) -> subprocess.CompletedProcess:
         program = command[0]
         if not program.startswith("/"):
             program = str(self.python.parent / program)  # bin/jaxseg-zoo, bin/jaxseg-predict
@@ -94,7 +94,7 @@ class Library:
             env=self.env,
             cwd=self.cache.parent,
         )
-        if result.returncode != 0:
+        if result.returncode != status:
             pytest.fail(
                 f"{' '.join(map(str, command))} exited with {result.returncode}\n"
                 f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-5000:]}"
@@ -181,7 +181,7 @@ def release(tf_slim_tests, library, tmp_path_factory):
     root = tmp_path_factory.mktemp("release")
     official = tf_slim_tests.Official(seed=41)
     arch = dataclasses.replace(tf_slim_tests.MOBILENETV2.arch, num_classes=21)
-    case = tf_slim_tests.Case(arch)
+    case = dataclasses.replace(tf_slim_tests.MOBILENETV2, arch=arch)
     logits = tf_slim_tests.official_logits(
         official, case, np.zeros((CROP, CROP, 3), np.uint8), (CROP, CROP), 16
     )
@@ -217,6 +217,10 @@ def test_zoo_list_and_download_from_the_cache(library, release):
         assert f"{name}\n" in listed
     printed = library.run("jaxseg-zoo", "download", NAME).stdout
     assert printed.strip() == str(library.cache / "downloads" / ARCHIVE)
+    # Scoring reads a TFDS dataset: without TensorFlow a short error names the extra.
+    command = ("jaxseg-zoo", "evaluate", NAME, "--dataset", "voc_segmentation/2012")
+    error = library.run(*command, status=2).stderr
+    assert "pip install 'jaxseg[data]'" in error and len(error.splitlines()) <= 3, error
 
 
 @pytest.mark.parametrize("command", ["jaxseg-zoo predict", "jaxseg-predict --model"])
@@ -316,7 +320,7 @@ def _tf_slim_jobs(jobs: Jobs, tf_slim_tests, release) -> None:
     jobs.add("zoo.load", "zoo.load", archive, {"crop_size": CROP}, [(image, reference)], name=NAME)
 
     xception = dataclasses.replace(tf_slim_tests.XCEPTION65.arch, num_classes=21)
-    case = tf_slim_tests.Case(xception)
+    case = dataclasses.replace(tf_slim_tests.XCEPTION65, arch=xception)
     official = tf_slim_tests.Official(seed=43)
     image = np.random.default_rng(3).integers(0, 256, (41, 57, 3), dtype=np.uint8)
     reference = tf_slim_tests.official_logits(official, case, image, (CROP, CROP), 16)
