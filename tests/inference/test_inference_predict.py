@@ -1,8 +1,6 @@
 """Whole-image, sliding-window and multi-scale/flip prediction against symmetry identities."""
 
 import functools
-import sys
-import types
 
 import jax
 import jax.numpy as jnp
@@ -181,7 +179,7 @@ def test_crf_step_receives_uint8_image_and_returns_log_marginals(monkeypatch):
         calls.append((np.asarray(logits), image, params))
         return np.full(logits.shape, 0.5, np.float32)
 
-    monkeypatch.setitem(sys.modules, "jaxseg.crf", types.SimpleNamespace(dense_crf=dense_crf))
+    monkeypatch.setattr(inference, "dense_crf", dense_crf)
     image = _image(6, 5)
     image[0, 0] = 300.0  # out-of-range values are clipped for the CRF's colour kernel
     apply_fn = lambda x: jnp.stack([x[..., 0], -x[..., 0]], axis=-1)

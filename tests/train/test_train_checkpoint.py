@@ -130,7 +130,7 @@ def test_a_changed_module_warns_only_when_training_resumes(trained, tinyrun, cap
     for read_only, level in ((True, logging.INFO), (False, logging.WARNING)):
         caplog.clear()
         ckpts = train.Checkpoints(workdir / "checkpoints", read_only=read_only)
-        with caplog.at_level(logging.INFO):
+        with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, logger="absl"):
             ckpts.check_compatible(signature)
         ckpts.close()
         said = [r for r in caplog.records if "module's settings differ" in r.getMessage()]

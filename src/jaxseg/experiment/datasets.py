@@ -109,7 +109,8 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
     """
     import tensorflow_datasets as tfds  # TFDS: only when the data is built
 
-    from jaxseg.data.builders import downloads
+    # Importing a builder module registers its TFDS builder for tfds.builder below.
+    from jaxseg.data.builders import ade20k, camvid, downloads, voc  # noqa: F401
 
     if data.is_folder_spec(config.dataset):
         return load_folder(config)[0]
