@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from einops import rearrange
 
 from jaxseg.ops._checks import (
@@ -29,11 +30,13 @@ from jaxseg.ops._checks import (
 )
 
 
-def _lowest(dtype) -> jax.Array:
+def _lowest(dtype) -> np.ndarray:
+    # A NumPy constant, not a jnp array: traced exports (jax2onnx with a symbolic batch) fold
+    # it into the pad, where a jnp array under tracing becomes a `lax.pad` operand they reject.
     if jnp.issubdtype(dtype, jnp.floating):
-        return jnp.array(-jnp.inf, dtype)
+        return np.array(-np.inf, dtype)
     if jnp.issubdtype(dtype, jnp.integer):
-        return jnp.array(jnp.iinfo(dtype).min, dtype)
+        return np.array(jnp.iinfo(dtype).min, dtype)
     raise ValueError(f"x must be a floating or integer array, got dtype {dtype}")
 
 
