@@ -13,8 +13,9 @@ The steps, each of which may refuse before anything is written:
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,10 @@ def check_format(fmt: str) -> None:
         raise ExportError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     extra, packages = REQUIREMENTS[fmt]
     for package in packages:
-        if importlib.util.find_spec(package) is None:
-            raise MissingExtraError(fmt, extra, package)
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            raise MissingExtraError(fmt, extra, package) from None
 
 
 def resolve_batch(fmt: str, batch: int | str | None) -> int | None:
@@ -138,7 +141,23 @@ def _runtime(fmt: str) -> str:
 
 
 def _write(fmt, graph, batch, stage: Staging, output: Path, opset, calibration) -> Path:
-    """Converts and writes the export to a temporary beside `output`; returns that path."""
+    """Converts and writes the export to a temporary beside `output`; returns that path.
+
+    Raises:
+      ConversionError: also where JAX cannot lower an operation for serialisation (StableHLO,
+        and the SavedModel that SavedModel and TFLite exports go through).
+    """
+    try:
+        return _convert_and_write(fmt, graph, batch, stage, output, opset, calibration)
+    except NotImplementedError as e:  # e.g. "MLIR translation rule for primitive 'x' not found"
+        match = re.search(r"primitive '([^']+)'", str(e))
+        what = f"the operation {match.group(1)!r}" if match else f"an operation ({e})"
+        raise ConversionError(
+            f"{fmt} cannot express {graph.model_name}: JAX cannot serialise {what}"
+        ) from e
+
+
+def _convert_and_write(fmt, graph, batch, stage, output, opset, calibration) -> Path:
     if fmt == "savedmodel":
         from jaxseg.export.savedmodel import save_module, serving_module
 

@@ -1,0 +1,38 @@
+"""Fixtures of the export tests: `cases` (the helpers of cases.py) and narrow VGG16 blocks."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def load_cases():
+    """cases.py as one module shared by the test files (they run with --import-mode=importlib,
+    where a test folder is no package)."""
+    name = "jaxseg_export_test_cases"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("cases.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def cases():
+    return load_cases()
+
+
+@pytest.fixture(scope="session")
+def tiny_vgg():
+    """VGG16 with narrow blocks for the session (see cases.py): FCN, SegNet and DeepLab v1
+    keep their layers and operations at a fraction of the weights to convert."""
+    from jaxseg.backbones import vgg
+    from jaxseg.models import segnet
+
+    blocks = load_cases().TINY_VGG_BLOCKS
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vgg, "VGG16_BLOCKS", blocks)
+        patch.setattr(segnet, "VGG16_BLOCKS", blocks)
+        yield blocks
