@@ -1,4 +1,5 @@
-"""Shared pieces of the export tests (loaded by conftest.py as the `cases` fixture): tiny networks of every family, seeded weights, tolerances.
+"""Shared pieces of the export tests: tiny networks of every family, seeded weights, tolerances
+(loaded once by conftest.py and the test files).
 
 Conversion time grows with the bytes of weights, so the VGG16-based families (FCN, SegNet,
 DeepLab v1) are built with narrow blocks: the same layers and operations (pools, unpooling,

@@ -243,10 +243,12 @@ def test_unknown_release_and_size_the_model_refuses(release, tmp_path, capsys):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("fmt, module, extra", [("onnx", "jax2onnx", "onnx"),
-                                                ("tflite", "ai_edge_litert", "tflite")])  # fmt: skip
-def test_missing_extra_names_the_install_line(run, tmp_path, capsys, monkeypatch, fmt, module,
-                                              extra):  # fmt: skip
+@pytest.mark.parametrize(
+    "fmt, module, extra", [("onnx", "jax2onnx", "onnx"), ("tflite", "ai_edge_litert", "tflite")]
+)
+def test_missing_extra_names_the_install_line(
+    run, tmp_path, capsys, monkeypatch, fmt, module, extra
+):
     monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
     assert _export(["--workdir", str(run[0]), "--size", "16"], fmt, tmp_path / "m") == 2
     err = capsys.readouterr().err
