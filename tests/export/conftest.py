@@ -1,4 +1,4 @@
-"""Fixtures of the export tests: `cases` (the helpers of cases.py) and narrow VGG16 blocks."""
+"""Fixtures of the export tests: narrow VGG16 blocks (helpers: cases.py)."""
 
 import importlib.util
 import sys
@@ -17,11 +17,6 @@ def load_cases():
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
-
-
-@pytest.fixture(scope="session")
-def cases():
-    return load_cases()
 
 
 @pytest.fixture(scope="session")
