@@ -19,10 +19,11 @@ def load_cases():
     return sys.modules[name]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_vgg():
-    """VGG16 with narrow blocks for the session (see cases.py): FCN, SegNet and DeepLab v1
-    keep their layers and operations at a fraction of the weights to convert."""
+    """VGG16 with narrow blocks while a test module runs (see cases.py): FCN, SegNet and
+    DeepLab v1 keep their layers and operations at a fraction of the weights to convert. Module
+    scope: the other test folders (parameter counts, weight import) see VGG16's own widths."""
     from jaxseg.backbones import vgg
     from jaxseg.models import segnet
 
