@@ -135,7 +135,12 @@ def test_release_exports_and_matches_the_official_graph(release, fmt, tmp_path, 
         "sha256": hashlib.sha256(archive.read_bytes()).hexdigest(),
     }
     if fmt == "onnx":
+        import onnx
+
         assert meta["batch"] == "dynamic" and meta["opset"] == 18
+        # MobileNetV2's ReLU6 as one Clip per layer (which onnxruntime fuses into the conv).
+        ops = [node.op_type for node in onnx.load(str(output)).graph.node]
+        assert ops.count("Clip") == 34 and "Min" not in ops
         assert meta["outputs"]["logits"]["shape"] == [None, SIZE, SIZE, 21]
     else:
         assert meta["batch"] == 1 and meta["int8"] is False
@@ -168,6 +173,26 @@ def test_run_exports_with_its_step_and_reloads_in_jax(run, tmp_path, capsys):
             logits, labels = (np.asarray(a) for a in load_stablehlo(output)(images))
         assert _relative(logits, expected) <= 1e-4
         np.testing.assert_array_equal(labels, np.argmax(expected, -1))
+
+
+def test_savedmodel_folder_replaces_an_old_one_with_overwrite(run, tmp_path):
+    import tensorflow as tf
+
+    output = tmp_path / "saved"
+    output.mkdir()
+    (output / "old.txt").write_text("an older export")
+    args = ["--workdir", str(run[0]), "--size", "16"]
+    assert _export(args, "savedmodel", output) == 2
+    assert os.listdir(output) == ["old.txt"]
+    assert _export(args, "savedmodel", output, "--overwrite") == 0
+    assert sorted(os.listdir(tmp_path)) == ["saved", "saved.json"]
+    assert "old.txt" not in os.listdir(output)
+    images = np.random.default_rng(3).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    serve = tf.saved_model.load(str(output)).signatures["serving_default"]
+    result = serve(images=tf.constant(images))
+    expected = _expected_run_logits(run, images)
+    assert _relative(result["logits"].numpy(), expected) <= 1e-4
+    np.testing.assert_array_equal(result["labels"].numpy(), np.argmax(expected, -1))
 
 
 def test_int8_tflite_reports_label_agreement_on_the_calibration_images(run, tmp_path, capsys):
