@@ -91,8 +91,9 @@ def _probe(graph: ServingGraph, batch: int | None) -> np.ndarray:
 
 
 def _reference(graph: ServingGraph, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """jaxseg's own `(logits, labels)`: the serving graph run by JAX, one image at a time."""
-    apply = jax.jit(graph.apply)
+    """jaxseg's own `(logits, labels)`: the model as the segmenter built it, run by JAX, one
+    image at a time."""
+    apply = jax.jit(graph.original or graph.apply)
     outputs = [apply(graph.variables, images[i : i + 1]) for i in range(len(images))]
     return (np.concatenate([np.asarray(o[k]) for o in outputs]) for k in (0, 1))
 

@@ -66,6 +66,8 @@ class ServingGraph:
       height, width: the export size.
       num_classes: C.
       model_name: the network's class name (for messages and the JSON).
+      original: `apply` with the network's convs as the segmenter built them (the CPU forms,
+        say): what exports are checked against.
     """
 
     apply: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
@@ -74,6 +76,7 @@ class ServingGraph:
     width: int
     num_classes: int
     model_name: str
+    original: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]] | None = None
 
     def closed(self) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
         """`images -> (logits, labels)` with the variables as constants (ONNX initialisers)."""
@@ -100,14 +103,18 @@ def serving_graph(segmenter: Any, height: int, width: int) -> ServingGraph:
       ExportError: the model refuses this size, or its logits are not of the input size
         (e.g. a bare VALID U-Net) or not one score per class name.
     """
-    model = with_reference_convs(segmenter.model)
     normalize = segmenter.normalize
     model_name = type(segmenter.model).__name__
 
-    def apply(variables, images):
-        x = normalize(images.astype(jnp.float32))
-        logits = model.apply(variables, x, train=False).astype(jnp.float32)
-        return logits, jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    def computation(model):
+        def apply(variables, images):
+            x = normalize(images.astype(jnp.float32))
+            logits = model.apply(variables, x, train=False).astype(jnp.float32)
+            return logits, jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+        return apply
+
+    apply = computation(with_reference_convs(segmenter.model))
 
     spec = jax.ShapeDtypeStruct((1, height, width, 3), jnp.uint8)
     try:
@@ -126,4 +133,12 @@ def serving_graph(segmenter: Any, height: int, width: int) -> ServingGraph:
             f"{model_name} outputs {num_classes} class scores but the model names "
             f"{len(segmenter.class_names)} classes"
         )
-    return ServingGraph(apply, segmenter.variables, height, width, num_classes, model_name)
+    return ServingGraph(
+        apply,
+        segmenter.variables,
+        height,
+        width,
+        num_classes,
+        model_name,
+        original=computation(segmenter.model),
+    )
