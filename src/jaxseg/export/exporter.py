@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxseg.export import metadata
+from jaxseg.export import metadata, tf_import
 from jaxseg.export import onnx as onnx_format
 from jaxseg.export import tflite as tflite_format
 from jaxseg.export.errors import ConversionError, ExportError, MissingExtraError
@@ -51,7 +51,10 @@ def check_format(fmt: str) -> None:
     extra, packages = REQUIREMENTS[fmt]
     for package in packages:
         try:
-            importlib.import_module(package)
+            if package == "tensorflow":
+                tf_import.tensorflow()  # without its start-up notices, off accelerators
+            else:
+                importlib.import_module(package)
         except ImportError:
             raise MissingExtraError(fmt, extra, package) from None
 
@@ -122,7 +125,7 @@ def _run_written(fmt: str, path: Path, images: np.ndarray) -> tuple[np.ndarray, 
 
         logits, labels = load_stablehlo(path)(images)
         return np.asarray(logits), np.asarray(labels)
-    import tensorflow as tf
+    tf = tf_import.tensorflow()
 
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     result = serve(images=tf.constant(images))
@@ -136,7 +139,7 @@ def _runtime(fmt: str) -> str:
         return tflite_format.runtime_version()
     if fmt == "stablehlo":
         return f"jax {jax.__version__}"
-    import tensorflow as tf
+    tf = tf_import.tensorflow()
 
     return f"tensorflow {tf.__version__}"
 

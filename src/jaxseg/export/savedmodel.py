@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 
 from jaxseg import files
+from jaxseg.export import tf_import
 from jaxseg.export.errors import ExportFileError
 from jaxseg.export.graph import INPUT_NAME, OUTPUT_NAMES, ServingGraph
 from jaxseg.inference import predict_logits
@@ -43,7 +44,7 @@ def _module(
       polymorphic: `jax2tf`'s shape of `images`, e.g. "(b, 65, 65, 3)" (None: fixed).
       platforms: e.g. `("cpu", "cuda")`; default: the platform JAX runs on now.
     """
-    import tensorflow as tf  # TF is only needed here: keep `import jaxseg.export` light
+    tf = tf_import.tensorflow()  # only here: `import jaxseg.export` stays light
     from jax.experimental import jax2tf
 
     converted = jax2tf.convert(
@@ -70,7 +71,7 @@ def _module(
 
 def save_module(module: Any, folder: str | os.PathLike) -> None:
     """`tf.saved_model.save` of a `_module` with its `serving_default` signature."""
-    import tensorflow as tf
+    tf = tf_import.tensorflow()
 
     tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
 
@@ -80,7 +81,7 @@ def serving_module(
 ) -> Any:
     """The serving graph as a `tf.Module`: `images` uint8 `[batch, H, W, 3]` ->
     `{"logits", "labels"}`; `batch` None for any batch size."""
-    import tensorflow as tf
+    tf = tf_import.tensorflow()
 
     shape = [batch, graph.height, graph.width, 3]
     spec = tf.TensorSpec(shape, tf.uint8, name=INPUT_NAME)
@@ -105,7 +106,7 @@ def export_saved_model(
     logits-and-labels-out graph of `jaxseg.export.graph` instead. `platforms`: e.g. `("cpu",
     "cuda")`; default: the platform JAX runs on now. The directory appears only when complete.
     """
-    import tensorflow as tf
+    tf = tf_import.tensorflow()
 
     fn = functools.partial(predict_logits, model.apply)
     spec = tf.TensorSpec([None, height, width, 3], tf.float32, name="images")
@@ -128,7 +129,7 @@ def export_saved_model(
 
 def load_saved_model(path: str | os.PathLike) -> Callable[[Any], Any]:
     """Reload `export_saved_model`'s directory: `images [b, H, W, 3]` -> logits `tf.Tensor`."""
-    import tensorflow as tf
+    tf = tf_import.tensorflow()
 
     try:
         loaded = tf.saved_model.load(str(path))

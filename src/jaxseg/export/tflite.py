@@ -18,12 +18,19 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from jaxseg.export import tf_import
 from jaxseg.export.errors import ConversionError
 from jaxseg.export.graph import INPUT_NAME, OUTPUT_NAMES, ServingGraph
 
 EXTRA = "tflite"
 PACKAGES = ("tensorflow", "ai_edge_litert")
 
+# Informational lines of the converter and of LiteRT's interpreter, on every use.
+_NOTICES = (
+    "Created TensorFlow Lite XNNPACK delegate",
+    "fully_quantize:",
+    "All log messages before absl::InitializeLog() is called",
+)
 # MLIR op names in converter errors, e.g. 'stablehlo.reduce_window' or 'tf.XlaCallModule'.
 _OP_NAME = re.compile(r"'((?:stablehlo|chlo|mhlo|tf|tfl|vhlo)\.[A-Za-z_][\w.]*)'")
 
@@ -55,7 +62,7 @@ def convert(graph: ServingGraph, batch: int, calibration: np.ndarray | None = No
       ConversionError: the converter refused the network; the message names the operations
         it could not express where it said which.
     """
-    import tensorflow as tf
+    tf = tf_import.tensorflow()
 
     from jaxseg.export.savedmodel import save_module, serving_module
 
@@ -67,7 +74,8 @@ def convert(graph: ServingGraph, batch: int, calibration: np.ndarray | None = No
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = lambda: _representative(calibration, batch)
         try:
-            return bytes(converter.convert())
+            with tf_import.quiet_native_output(_NOTICES):
+                return bytes(converter.convert())
         except Exception as e:  # ConverterError and friends carry the MLIR diagnostics
             message = str(e)
             ops = _failed_ops(message)
@@ -90,12 +98,24 @@ class Runner:
     def __init__(self, model: bytes | str, num_threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
-        if isinstance(model, bytes | bytearray):
-            self.interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
-        else:
-            self.interpreter = Interpreter(model_path=str(model), num_threads=num_threads)
-        self.signature = self.interpreter.get_signature_runner("serving_default")
+        source = (
+            {"model_content": bytes(model)}
+            if isinstance(model, bytes | bytearray)
+            else {"model_path": str(model)}
+        )
+        with tf_import.quiet_native_output(_NOTICES):
+            self.interpreter = Interpreter(**source, num_threads=num_threads)
+            self.signature = self.interpreter.get_signature_runner("serving_default")
         self.batch = int(self.signature.get_input_details()[INPUT_NAME]["shape"][0])
+        self._started = False  # LiteRT prints its XNNPACK notice on the first invocation
+
+    def _invoke(self, chunk: np.ndarray) -> dict:
+        if self._started:
+            return self.signature(**{INPUT_NAME: chunk})
+        with tf_import.quiet_native_output(_NOTICES):
+            result = self.signature(**{INPUT_NAME: chunk})
+        self._started = True
+        return result
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         outputs = {name: [] for name in OUTPUT_NAMES}
@@ -105,7 +125,7 @@ class Runner:
             if used < self.batch:  # fill the fixed batch, then drop the filler's outputs
                 filler = np.zeros((self.batch - used, *chunk.shape[1:]), chunk.dtype)
                 chunk = np.concatenate([chunk, filler])
-            result = self.signature(**{INPUT_NAME: np.ascontiguousarray(chunk)})
+            result = self._invoke(np.ascontiguousarray(chunk))
             for name in OUTPUT_NAMES:
                 outputs[name].append(np.asarray(result[name])[:used])
         logits, labels = (np.concatenate(outputs[name]) for name in OUTPUT_NAMES)
