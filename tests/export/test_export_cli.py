@@ -384,6 +384,11 @@ def test_module_entry_point_and_console_script_share_main(tmp_path):
         [sys.executable, "-m", "jaxseg.export", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "--format" in result.stdout and "--int8" in result.stdout
+    # Importing the package loads no converter or runtime (they come with the format used).
+    heavy = ("tensorflow", "jax2onnx", "onnx", "onnxruntime", "ai_edge_litert")
+    code = f"import sys, jaxseg.export; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr[-2000:]
     import tomllib
 
     with open(TESTS.parent / "pyproject.toml", "rb") as f:
