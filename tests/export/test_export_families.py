@@ -75,3 +75,18 @@ def test_tflite_in_litert_at_a_fixed_batch(family):
     assert list(details["shape"]) == [1, SIZE, SIZE, 3] and details["dtype"] == np.uint8
     logits, labels = runner(images)
     cases.assert_matches(logits, labels, reference)
+
+
+def test_cpu_conv_forms_are_exported_as_the_reference_ones():
+    """The CPU forms (1x1 convs as matmuls, taps, phase transposed convs) are swapped for the
+    reference convs in the exported graph; the model itself is left as built."""
+    from jaxseg.export import with_reference_convs
+    from jaxseg.nn import conv_layers
+
+    model = cases.families()["fcn8s"]()
+    exported = with_reference_convs(model)
+    reference, cpu = conv_layers("reference"), conv_layers("cpu")
+    assert exported.conv is reference.conv and exported.conv_transpose is reference.conv_transpose
+    assert model.conv is cpu.conv and model.conv_transpose is cpu.conv_transpose
+    plain = cases.families()["segnet"]()
+    assert with_reference_convs(plain) is plain

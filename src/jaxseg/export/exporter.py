@@ -221,6 +221,15 @@ def export_segmenter(
     if calibration is not None and format != "tflite":
         raise ExportError("int8 quantisation (--int8 --calibration) is for --format tflite")
     height, width = parse_size(size)
+    if calibration is not None:
+        calibration = np.asarray(calibration)
+        if calibration.dtype != np.uint8 or calibration.shape[1:] != (height, width, 3):
+            raise ExportError(
+                f"calibration images must be uint8 [M, {height}, {width}, 3] (the export size), "
+                f"got {calibration.dtype} {list(calibration.shape)}; see load_calibration"
+            )
+        if len(calibration) == 0:
+            raise ExportError("calibration needs at least one image")
     output = check_outputs(format, output, overwrite)
     graph = serving_graph(segmenter, height, width)
     extra: dict[str, Any] = {}
