@@ -4,7 +4,7 @@ import os
 
 # TensorFlow (the data pipeline, TFDS) logs C++ notices (CPU features, ...) unless told
 # otherwise before it is first imported; jaxseg is imported before it. Errors still show; a
-# value the user set is kept. (The notices this does not reach: jaxseg.data.tf_setup.)
+# value the user set is kept. (The notices this does not reach: jaxseg.tf_quiet.)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

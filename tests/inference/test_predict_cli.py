@@ -300,7 +300,7 @@ def test_module_entry_point(run, inputs, tmp_path):
     assert Image.open(output / "alpha.png").size == (20, 30)
 
 
-def test_segmenter_from_run_and_export_use_the_run(run, tmp_path):
+def test_load_segmenter_and_export_use_the_run(run, tmp_path):
     """`load_segmenter` rebuilds the run's model, weights, normalisation and palette; its
     model and variables export to StableHLO computing the same logits."""
     from jaxseg import export
@@ -320,7 +320,7 @@ def test_segmenter_from_run_and_export_use_the_run(run, tmp_path):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
 
 
-def test_from_run_applies_the_weight_average_of_an_ema_run(tmp_path):
+def test_load_segmenter_applies_the_weight_average_of_an_ema_run(tmp_path):
     """A run trained with `ema_decay` is used with its averaged weights, as its evaluation was."""
     from jaxseg.train.optim import ParamsEmaState
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from einops import rearrange
 
 from jaxseg.ops._checks import (
@@ -29,11 +30,13 @@ from jaxseg.ops._checks import (
 )
 
 
-def _lowest(dtype) -> jax.Array:
+def _lowest(dtype) -> np.ndarray:
+    # A NumPy constant, not a jnp array: under an exporter's tracing (jax2onnx) a jnp array
+    # becomes a traced operand, which its pad conversion rejects with a symbolic batch.
     if jnp.issubdtype(dtype, jnp.floating):
-        return jnp.array(-jnp.inf, dtype)
+        return np.array(-np.inf, dtype)
     if jnp.issubdtype(dtype, jnp.integer):
-        return jnp.array(jnp.iinfo(dtype).min, dtype)
+        return np.array(jnp.iinfo(dtype).min, dtype)
     raise ValueError(f"x must be a floating or integer array, got dtype {dtype}")
 
 
@@ -182,8 +185,9 @@ def avg_pool2d_count_pad(x: jax.Array, window: int, stride: int = 1, pad: int = 
     """
     check_rank(x, 4, "x", "[B, H, W, C]")
     x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    # A NumPy zero (as in `_lowest`): JAX recognises the constant and emits a windowed sum.
     summed = jax.lax.reduce_window(
-        x, jnp.zeros((), x.dtype), jax.lax.add, (1, window, window, 1), (1, stride, stride, 1),
+        x, np.zeros((), x.dtype), jax.lax.add, (1, window, window, 1), (1, stride, stride, 1),
         "VALID",
     )  # fmt: skip
     return summed / jnp.asarray(window * window, x.dtype)

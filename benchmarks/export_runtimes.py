@@ -1,0 +1,181 @@
+"""One released network in three runtimes on CPU: jaxseg (JAX), its ONNX file in onnxruntime,
+its TFLite file in LiteRT, side by side in one run.
+
+    python benchmarks/export_runtimes.py                 # DeepLab v3 MobileNetV2, 513x513
+    python benchmarks/export_runtimes.py --int8          # plus an int8 TFLite row
+    python benchmarks/export_runtimes.py --smoke         # tiny, for the test suite
+
+The network is the zoo entry `mobilenetv2_coco_voc_trainaug` (DeepLab v3, MobileNetV2, VOC,
+evaluated at 513x513, output stride 16) with random weights in the release's variable layout
+(speed does not depend on the values): `jaxseg.zoo.deeplab_models.build_segmenter`, the
+`Segmenter` the zoo builds for the downloaded checkpoint. Rows, each the median of `--iters`
+calls on one uint8 image after warm-up calls:
+
+- jaxseg: `Segmenter.logits(image)` (pad to the 513 canvas, network, crop), with the reference
+  conv forms the zoo uses and with the CPU forms (`jaxseg.nn.conv_layers("cpu")`);
+- ONNX: `jaxseg-export --format onnx` (dynamic batch) in onnxruntime's CPU provider;
+- TFLite: `--format tflite` (batch 1) in LiteRT's interpreter (XNNPACK), `--threads` threads;
+- TFLite int8 (`--int8`): post-training quantised on `--calibration-images` noise images; its
+  speed is representative, its label agreement on noise is not (no trained weights here).
+
+Every runtime gets the machine's cores (onnxruntime and LiteRT: `--threads`, default all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as common  # noqa: E402
+
+from jaxseg.export import export_segmenter  # noqa: E402
+from jaxseg.export import onnx as onnx_format  # noqa: E402
+from jaxseg.export import tflite as tflite_format  # noqa: E402
+from jaxseg.nn import conv_layers  # noqa: E402
+from jaxseg.segmenter import Segmenter  # noqa: E402
+from jaxseg.zoo import deeplab_models  # noqa: E402
+
+RELEASE = "mobilenetv2_coco_voc_trainaug"
+
+
+def random_variables(model, size: int, seed: int = 0):
+    """Seeded values in the model's variable tree (He-scaled kernels, BN variances near 1)."""
+    abstract = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, size, size, 3)))
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        name = str(path[-1].key)
+        if name == "var":
+            return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
+        if leaf.ndim > 1:
+            scale = np.sqrt(2.0 / max(1, int(np.prod(leaf.shape[:-1]))))
+            return (rng.standard_normal(leaf.shape) * scale).astype(np.float32)
+        values = rng.normal(0, 0.1, leaf.shape).astype(np.float32)
+        return values + 1.0 if name == "scale" else values
+
+    return jax.tree_util.tree_map_with_path(fill, abstract)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=513, help="evaluation canvas (513)")
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--int8", action="store_true", help="add an int8 TFLite row")
+    parser.add_argument("--calibration-images", type=int, default=8)
+    parser.add_argument("--smoke", action="store_true", help="65x65, 2 iterations")
+    args = parser.parse_args()
+    if args.smoke:
+        args.size, args.iters, args.warmup, args.calibration_images = 65, 2, 1, 2
+    common.print_context(["tensorflow-cpu", "jax2onnx", "onnxruntime", "ai-edge-litert"])
+    print(f"model: zoo {RELEASE} (random weights), {args.size}x{args.size}, batch 1, "
+          f"threads {args.threads}")  # fmt: skip
+
+    release = deeplab_models.RELEASES[RELEASE]
+    variables = random_variables(release.arch.model(), args.size)
+    seg = deeplab_models.build_segmenter(release, variables, crop_size=args.size)
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
+
+    rows = []
+    reference = None
+    for form in ("reference", "cpu"):
+        # The zoo's Segmenter with the network's convs computed in `form` (same variables).
+        form_seg = Segmenter(
+            release.arch.model().clone(conv=conv_layers(form).conv),
+            variables,
+            normalize=seg.normalize,
+            class_names=seg.class_names,
+            crop_size=args.size,
+            pad_pixel=seg.pad_pixel,
+            bucket=seg.bucket,
+            align_corners=seg.align_corners,
+        )
+        start = time.perf_counter()
+        logits = form_seg.logits(image)
+        first = time.perf_counter() - start
+        reference = logits if reference is None else reference
+        times = common.time_call(lambda s=form_seg: s.logits(image), args.warmup, args.iters)
+        rows.append((f"jaxseg (JAX), {form} convs", "-", first, times, logits))
+
+    with tempfile.TemporaryDirectory() as folder:
+        exports = [("onnx", "model.onnx", None), ("tflite", "model.tflite", None)]
+        if args.int8:
+            calibration = rng.integers(
+                0, 256, (args.calibration_images, args.size, args.size, 3), dtype=np.uint8
+            )
+            exports.append(("tflite", "model_int8.tflite", calibration))
+        for fmt, name, calibration in exports:
+            path = Path(folder) / name
+            start = time.perf_counter()
+            export_segmenter(seg, path, format=fmt, size=args.size, calibration=calibration)
+            export_s = time.perf_counter() - start
+            size_mb = f"{path.stat().st_size / 2**20:.1f}"
+            if fmt == "onnx":
+                import onnxruntime
+
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = args.threads
+                session = onnxruntime.InferenceSession(
+                    str(path), options, providers=["CPUExecutionProvider"]
+                )
+
+                def call(session=session):
+                    return session.run(["logits"], {"images": image[None]})[0][0]
+
+                label = f"ONNX in {onnx_format.runtime_version()}"
+            else:
+                runner = tflite_format.Runner(str(path), num_threads=args.threads)
+
+                def call(runner=runner):
+                    return runner(image[None])[0][0]
+
+                kind = "int8" if calibration is not None else "float32"
+                label = f"TFLite {kind} in {tflite_format.runtime_version()}"
+            start = time.perf_counter()
+            logits = call()
+            first = time.perf_counter() - start
+            times = common.time_call(call, args.warmup, args.iters)
+            rows.append((label, size_mb, first, times, logits, export_s))
+
+    base = common.median_ms(rows[0][3])
+    table = []
+    for row in rows:
+        label, size_mb, first, times, logits = row[:5]
+        export_s = f"{row[5]:.0f}" if len(row) > 5 else "-"
+        error = np.max(np.abs(logits - reference)) / np.max(np.abs(reference))
+        agree = np.mean(np.argmax(logits, -1) == np.argmax(reference, -1))
+        table.append(
+            (
+                label,
+                size_mb,
+                export_s,
+                f"{1e3 * first:.0f}",
+                f"{common.median_ms(times):.1f}",
+                common.spread_ms(times),
+                f"{base / common.median_ms(times):.2f}x",
+                f"{error:.1e}",
+                f"{100 * agree:.2f}",
+            )
+        )
+    header = (
+        "runtime", "file MiB", "export s", "first call ms", "median ms", "min-max ms",
+        "speed vs jaxseg (reference convs)", "max rel. logit diff", "labels equal %",
+    )  # fmt: skip
+    common.print_table(header, table)
+
+
+if __name__ == "__main__":
+    main()
