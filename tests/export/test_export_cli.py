@@ -62,7 +62,8 @@ def release(tmp_path_factory):
     conversion cache, so the checkpoint is converted once."""
     root = tmp_path_factory.mktemp("release")
     official = tf_slim_tests.Official(seed=41)
-    case = tf_slim_tests.Case(dataclasses.replace(tf_slim_tests.MOBILENETV2.arch, num_classes=21))
+    arch = dataclasses.replace(tf_slim_tests.MOBILENETV2.arch, num_classes=21)
+    case = dataclasses.replace(tf_slim_tests.MOBILENETV2, arch=arch)
     image = np.random.default_rng(5).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
     logits = tf_slim_tests.official_logits(official, case, image, (SIZE, SIZE), 16)
     # Background competes with the other classes, so that labels vary over the image.
