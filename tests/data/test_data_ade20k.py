@@ -396,9 +396,9 @@ def test_half_extracted_tree_downloads_nothing_and_names_what_is_missing(tmp_pat
 def test_experiment_loads_it_and_yields_scoring_pairs(tmp_path):
     """`--config.dataset=ade20k_scene_parsing --config.manual_dir=...` as the experiments and
     the zoo evaluation read it: prepared without downloads, labels 0..149 with other -> 255."""
+    from jaxseg.data.pipeline import eval_pairs
     from jaxseg.experiment import config as experiment_config
     from jaxseg.experiment import datasets as experiment_datasets
-    from jaxseg.experiment.zoo_runs import dataset_pairs
 
     root = write_tree(tmp_path / "manual", 1, 2)
     config = experiment_config.base_config()
@@ -406,7 +406,7 @@ def test_experiment_loads_it_and_yields_scoring_pairs(tmp_path):
     config.data_dir, config.manual_dir = str(tmp_path / "tfds"), str(tmp_path / "manual")
     builder = experiment_datasets.load_builder(config, demo=False)
     info = experiment_datasets.dataset_info(config)
-    pairs = list(dataset_pairs(builder, "validation", info))
+    pairs = list(eval_pairs(builder, "validation", info))
     assert len(pairs) == 2
     expected = []
     for path in sorted((root / "annotations" / "validation").iterdir()):
