@@ -36,6 +36,7 @@ from PIL import Image
 
 from jaxseg import inference
 from jaxseg.images import to_rgb
+from jaxseg.inference_forms import fast_forms_for_backend
 from jaxseg.viz import voc_palette
 
 Normalize = Callable[[jax.Array], jax.Array]
@@ -109,6 +110,8 @@ class Segmenter:
             )
         if len(tuple(pad_pixel)) != 3:
             raise ValueError(f"pad_pixel must be an RGB triple, got {tuple(pad_pixel)!r}")
+        # The fastest exact forms for this backend (on a CPU: jaxseg.ops.cpu's convolutions).
+        model, variables = fast_forms_for_backend(model, variables)
         self.model = model
         self.variables = variables
         self.normalize = normalize

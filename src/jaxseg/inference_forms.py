@@ -1,0 +1,45 @@
+"""The forms a trained network runs in for inference, chosen by the backend it runs on.
+
+Networks are built with the reference ops (the same program on every backend). For inference
+the choice of faster, exact forms belongs to the inference API (`jaxseg.segmenter.Segmenter`,
+and through it `jaxseg.zoo.load` and `jaxseg.predict`), never to `jaxseg.ops`:
+
+    model, variables = fast_forms_for_backend(model, variables)
+
+On a CPU this rebuilds the model with `jaxseg.nn.conv_layers("cpu")` (1x1 convs as GEMMs,
+depthwise convs per tap, mostly-padding dilated convs per region of in-bounds taps, transposed
+convs by output phase; see `jaxseg.ops.cpu`), whatever conv factories it was built with. The
+variables are unchanged, and so are the results up to float32 rounding (tested at 1e-5
+relative for every model family). Elsewhere the model is returned as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from jaxseg.nn.backend_forms import with_conv_layers
+from jaxseg.nn.layers import conv_layers
+
+
+def fast_forms_for_backend(
+    model: nn.Module, variables: Mapping[str, Any], backend: str | None = None
+) -> tuple[nn.Module, Mapping[str, Any]]:
+    """`(model, variables)` in the fastest exact inference forms for `backend`.
+
+    Args:
+      model: a built Flax segmentation model (any family), unbound.
+      variables: its `{"params": ..., "batch_stats": ...}`.
+      backend: 'cpu', 'gpu', 'tpu'...; None: `jax.default_backend()`.
+
+    Returns:
+      The model to apply (same class, same parameter tree) and the variables to apply it with.
+      The model must be applied with `train=False` for the results to be the reference's.
+    """
+    backend = jax.default_backend() if backend is None else backend
+    if backend == "cpu":
+        return with_conv_layers(model, conv_layers("cpu")), variables
+    return model, variables
