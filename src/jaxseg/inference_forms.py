@@ -11,15 +11,23 @@ depthwise convs per tap, mostly-padding dilated convs per region of in-bounds ta
 convs by output phase; see `jaxseg.ops.cpu`), whatever conv factories it was built with. The
 variables are unchanged, and so are the results up to float32 rounding (tested at 1e-5
 relative for every model family). Elsewhere the model is returned as it is.
+
+`compiler_options_for_backend()` gives the XLA options the inference program is compiled with
+(`jax.jit(..., compiler_options=...)`). On a CPU it turns off XLA's YNNPACK library fusions
+(`xla_cpu_experimental_ynn_fusion_type=""`), so that convolutions and matrix products run on
+XLA's own (Eigen) kernels: measured faster for dilated and 1x1 convolutions of the DeepLab
+networks (benchmarks/RESULTS.md); results differ by float32 rounding only.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxseg.nn.backend_forms import with_conv_layers
 from jaxseg.nn.layers import conv_layers
@@ -43,3 +51,31 @@ def fast_forms_for_backend(
     if backend == "cpu":
         return with_conv_layers(model, conv_layers("cpu")), variables
     return model, variables
+
+
+# XLA CPU options for inference programs; see the module docstring and benchmarks/RESULTS.md.
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def compiler_options_for_backend(backend: str | None = None) -> dict[str, str]:
+    """XLA compile options for inference on `backend` (None: `jax.default_backend()`).
+
+    Returns:
+      `CPU_COMPILER_OPTIONS` on a CPU whose XLA knows them (older jaxlib versions lack the
+      option: then none), `{}` elsewhere. Pass to `jax.jit(..., compiler_options=...)`.
+    """
+    backend = jax.default_backend() if backend is None else backend
+    if backend != "cpu" or not _cpu_options_supported():
+        return {}
+    return dict(CPU_COMPILER_OPTIONS)
+
+
+@functools.cache
+def _cpu_options_supported() -> bool:
+    """Whether this jaxlib's CPU compiler accepts `CPU_COMPILER_OPTIONS` (one tiny compile)."""
+    probe = jax.jit(lambda x: x + 1, backend="cpu")
+    try:
+        probe.lower(jnp.zeros((), jnp.float32)).compile(compiler_options=CPU_COMPILER_OPTIONS)
+    except Exception:  # noqa: BLE001 - jaxlib versions raise different types for unknown options
+        return False
+    return True

@@ -36,7 +36,7 @@ from PIL import Image
 
 from jaxseg import inference
 from jaxseg.images import to_rgb
-from jaxseg.inference_forms import fast_forms_for_backend
+from jaxseg.inference_forms import compiler_options_for_backend, fast_forms_for_backend
 from jaxseg.viz import voc_palette
 
 Normalize = Callable[[jax.Array], jax.Array]
@@ -129,7 +129,10 @@ class Segmenter:
         self.align_corners = bool(align_corners)
         self.crf = dict(crf) if crf is not None else None
         self.multiscale = multiscale
-        self._network = jax.jit(lambda v, x: inference.predict_logits(model.apply, v, normalize(x)))
+        self._network = jax.jit(
+            lambda v, x: inference.predict_logits(model.apply, v, normalize(x)),
+            compiler_options=compiler_options_for_backend(),
+        )
         self._options = dict(
             normalize=normalize, class_names=self.class_names, palette=self.palette,
             crop_size=crop_size, pad_pixel=self.pad_pixel, bucket=bucket, scales=self.scales,

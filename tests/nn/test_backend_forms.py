@@ -15,7 +15,11 @@ import numpy as np
 import pytest
 
 from jaxseg.backbones import MobileNetV2, ResNet, Xception65
-from jaxseg.inference_forms import fast_forms_for_backend
+from jaxseg.inference_forms import (
+    CPU_COMPILER_OPTIONS,
+    compiler_options_for_backend,
+    fast_forms_for_backend,
+)
 from jaxseg.models import (
     DeepLabV1,
     DeepLabV2,
@@ -170,3 +174,27 @@ def test_user_conv_modules_are_left_alone():
 
     model = DeepLabV3(backbone=TINY_RESNET, conv=MyConv)
     assert with_conv_layers(model, conv_layers("cpu")).conv is MyConv
+
+
+def test_cpu_compiler_options_keep_the_logits():
+    model, shape = CASES["deeplab_v3_resnet_os8"]
+    images = jnp.asarray(np.random.default_rng(2).normal(size=shape), jnp.float32)
+    variables = _random_variables(model, images)
+    options = compiler_options_for_backend("cpu")
+    assert options in ({}, CPU_COMPILER_OPTIONS)  # {} only where this jaxlib lacks them
+    assert compiler_options_for_backend("gpu") == {}
+    apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
+    expected = np.asarray(apply(variables, images))
+    compiled = apply.lower(variables, images).compile(compiler_options=options)
+    if options:  # the YNNPACK library fusions are off
+        assert "__ynn_fusion" not in compiled.as_text()
+    got = np.asarray(compiled(variables, images))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_segmenter_runs_the_cpu_forms():
+    from jaxseg.segmenter import Segmenter  # noqa: PLC0415
+
+    model = DeepLabV3(num_classes=3, backbone=TINY_RESNET, multi_grid=(1, 2))
+    seg = Segmenter(model, {"params": {}}, normalize=lambda x: x, class_names=["a", "b", "c"])
+    assert seg.model.conv.keywords["op"] is cpu_ops.atrous_conv2d
