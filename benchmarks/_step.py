@@ -144,9 +144,15 @@ class CompiledStep:
 
 
 def compile_train_step(
-    model, batch: dict, learning_rate: float = 0.007, devices: int = 1, seed: int = 0
+    model,
+    batch: dict,
+    learning_rate: float = 0.007,
+    devices: int = 1,
+    seed: int = 0,
+    compiler_options: dict | None = None,
 ) -> CompiledStep:
-    """State + batch placed on a `data` mesh of `devices` devices, step lowered and compiled."""
+    """State + batch placed on a `data` mesh of `devices` devices, step lowered and compiled
+    (with XLA `compiler_options`, e.g. `{"xla_cpu_experimental_ynn_fusion_type": ""}`)."""
     from jaxseg import losses  # noqa: PLC0415
     from jaxseg.train.optim import make_optimizer  # noqa: PLC0415
     from jaxseg.train.parallel import (  # noqa: PLC0415
@@ -173,6 +179,6 @@ def compile_train_step(
     step = functools.partial(train_step, loss_fn=losses.softmax_cross_entropy)
     jitted = jit_train_step(step, mesh)
     start = time.perf_counter()
-    compiled = jitted.lower(state, placed, rng).compile()
+    compiled = jitted.lower(state, placed, rng).compile(compiler_options=compiler_options or {})
     compile_s = time.perf_counter() - start
     return CompiledStep(compiled, state, placed, rng, compiled, compile_s, devices)

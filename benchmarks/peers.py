@@ -11,6 +11,21 @@ with CUDA and jax[cuda]):
 
     python benchmarks/peers.py --peer torchvision --resolution 513 --batch 8
 
+CPU against torchvision (`pip install torch torchvision`; eager float32, channels_last, as many
+torch threads as cores), DeepLab v3 ResNet-50 at output stride 8 on both sides:
+
+    python benchmarks/peers.py --peer torchvision --device cpu --task inference \
+        --resolution 513 --batch 1 --ours default
+    python benchmarks/peers.py --peer torchvision --device cpu --task train \
+        --resolution 256 --batch 4 --ours default --layers reference cpu
+
+`--task inference` times one call of `jaxseg.Segmenter.logits` on a 513x513 image (the path
+zoo models, run folders and `jaxseg.predict` use: on a CPU it runs `jaxseg.inference_forms`)
+against `model(x)["out"]` under `torch.inference_mode()`; `--ours default` is
+`DeepLabV3(backbone=..., output_stride=8)` with default arguments (multi-grid 1/2/4, ASPP
+12/24/36), and `--ours plain` the same network jitted without the Segmenter's CPU forms and
+compiler options (what the released-model path ran before).
+
 Both sides get the same batch, resolution, number of classes (21), loss (softmax cross-entropy
 over the full-resolution logits, label 255 ignored) and optimizer (SGD, momentum 0.9,
 constant LR, no weight decay), random weights and random data. Timing alternates between the
@@ -69,9 +84,10 @@ PEER_NOTES = {
         "classifies before the x4 upsampling (more conv FLOPs, fewer full-resolution bytes)."
     ),
     "torchvision": (
-        "torchvision deeplabv3_resnet101: OS8 (layer3/4 dilated 2/4), ASPP 12/24/36, 256 ch, "
-        "head 3x3 conv 256 + BN + ReLU + 1x1; ours: DeepLabV3 resnet101 OS8 rates 12/24/36, "
-        "multi-grid 1/1/1."
+        "torchvision deeplabv3_resnet101 (GPU) / deeplabv3_<--backbone> (CPU): OS8 (layer3/4 "
+        "dilated 2/4), ASPP 12/24/36, 256 ch, head 3x3 conv 256 + BN + ReLU + 1x1; ours: "
+        "DeepLabV3 OS8 rates 12/24/36, multi-grid 1/1/1 (GPU) or the defaults 1/2/4 "
+        "(--ours default: block4 at rates 4/8/16), ASPP straight to the 1x1 classifier."
     ),
 }
 
@@ -87,7 +103,9 @@ def ours_configs(args) -> list[tuple[str, argparse.Namespace]]:
         ns = argparse.Namespace(
             num_classes=args.num_classes, model_arg=[], atrous_rates=None, layers=layers
         )
-        if args.peer == "torchvision":
+        if args.peer == "torchvision" and name in ("default", "plain"):
+            ns.model, ns.backbone, ns.output_stride = "DeepLabV3", args.backbone, 8
+        elif args.peer == "torchvision":
             ns.model, ns.backbone, ns.output_stride = "DeepLabV3", "resnet101", 8
             ns.atrous_rates = [12, 24, 36]
             ns.model_arg = ["multi_grid=(1, 1, 1)"]
@@ -119,14 +137,56 @@ class Ours:
         start = time.perf_counter()
         model = _step.build_model(ns, dtype)
         self.flops = _step.forward_flops_per_image(model, args.resolution)["total"]
-        self.step = _step.compile_train_step(model, data)
+        options = dict(args.compiler_options)
+        self.step = _step.compile_train_step(model, data, compiler_options=options)
         self.step.run()  # first call: buffer placement, not steady state
         self.setup_s = time.perf_counter() - start
         self.label = f"ours {label}: {_step.model_label(ns)}"
+        if options:
+            self.label += f" compiler_options={options}"
         self.framework = "jaxseg (JAX/XLA)"
 
     def run(self):
         self.step.run()
+
+
+class OursInference:
+    """`Segmenter.logits` of one image (--ours default), or the same network jitted without
+    the Segmenter's backend forms (--ours plain)."""
+
+    def __init__(self, label: str, ns, args, data: dict, dtype: str):
+        import jax  # noqa: PLC0415
+
+        from jaxseg.segmenter import Segmenter  # noqa: PLC0415
+
+        start = time.perf_counter()
+        model = _step.build_model(ns, dtype)
+        self.flops = _step.forward_flops_per_image(model, args.resolution)["total"]
+        # Random weights from a small init (the parameter shapes do not depend on the size).
+        variables = jax.jit(lambda x: model.init(jax.random.key(0), x))(data["image"][:1, :65, :65])
+        self.images = np.clip(data["image"] * 40 + 128, 0, 255).astype(np.uint8)
+
+        def normalize(x):
+            return x / 127.5 - 1.0
+
+        if label == "plain":
+            network = jax.jit(lambda v, x: model.apply(v, normalize(x), train=False))
+            self.call = lambda: np.asarray(network(variables, self.images.astype(np.float32)))
+        else:
+            names = [f"class_{i}" for i in range(args.num_classes)]
+            size = args.resolution  # the canvas: the image itself, no bucket padding
+            seg = Segmenter(
+                model, variables, normalize=normalize, class_names=names, crop_size=size
+            )
+            self.call = lambda: seg.logits(self.images)
+        self.call()  # compiles
+        self.setup_s = time.perf_counter() - start
+        how = "jit of model.apply" if label == "plain" else "Segmenter.logits"
+        self.label = f"ours {label} ({how}): {_step.model_label(ns)}"
+        self.framework = "jaxseg (JAX/XLA)"
+
+    def run(self):
+        self.call()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,18 +284,64 @@ def _tf_version() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# torchvision (GPU)
+# torchvision (GPU, or CPU with --device cpu)
 
 
-def torchvision_available() -> str | None:
+def torchvision_available(device: str = "gpu") -> str | None:
     try:
         import torch  # noqa: PLC0415
         import torchvision  # noqa: F401, PLC0415
     except ImportError as e:
         return f"torch/torchvision not installed ({e})"
-    if not torch.cuda.is_available():
+    if device == "gpu" and not torch.cuda.is_available():
         return "no CUDA GPU visible to torch"
     return None
+
+
+class TorchvisionCPU:
+    """deeplabv3_<backbone>, random weights, float32 eager, channels_last, one thread per core.
+
+    `--task train`: SGD step as the GPU peer (no AMP); `--task inference`: `model(x)["out"]`
+    under `torch.inference_mode()` in eval mode (what users run on a CPU).
+    """
+
+    def __init__(self, args, data: dict):
+        import torch  # noqa: PLC0415
+        import torchvision  # noqa: PLC0415
+
+        start = time.perf_counter()
+        torch.set_num_threads(os.cpu_count() or 1)
+        self.torch, self.task = torch, args.task
+        build = getattr(torchvision.models.segmentation, f"deeplabv3_{args.backbone}")
+        model = build(weights=None, weights_backbone=None, num_classes=args.num_classes)
+        model = model.to(memory_format=torch.channels_last)
+        images = torch.from_numpy(data["image"]).permute(0, 3, 1, 2)
+        self.images = images.contiguous(memory_format=torch.channels_last)
+        if args.task == "train":
+            model.train()
+            self.optimizer = torch.optim.SGD(model.parameters(), lr=0.007, momentum=0.9)
+            self.loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
+            self.labels = torch.from_numpy(data["label"]).long()
+        else:
+            model.eval()
+        self.model = model
+        self.flops = None
+        self.run()
+        self.setup_s = time.perf_counter() - start
+        self.framework = f"torchvision {torchvision.__version__} (torch {torch.__version__}, CPU)"
+        threads = torch.get_num_threads()
+        self.label = f"deeplabv3_{args.backbone} float32 channels_last eager, {threads} threads"
+
+    def run(self):
+        torch = self.torch
+        if self.task == "inference":
+            with torch.inference_mode():
+                self.model(self.images)["out"]
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model(self.images)["out"], self.labels)
+        loss.backward()
+        self.optimizer.step()
 
 
 class Torchvision:
@@ -281,9 +387,33 @@ class Torchvision:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--peer", default="keras-hub", choices=["keras-hub", "torchvision"])
+    p.add_argument("--device", default="gpu", choices=["gpu", "cpu"], help="torchvision peer")
+    p.add_argument(
+        "--task",
+        default="train",
+        choices=["train", "inference"],
+        help="inference: --peer torchvision --device cpu, batch 1 through jaxseg.Segmenter",
+    )
+    p.add_argument(
+        "--compiler-option",
+        dest="compiler_options",
+        action="append",
+        default=[],
+        type=lambda text: tuple(text.split("=", 1)),
+        metavar="NAME=VALUE",
+        help="ours, --task train: an XLA compile option of the step, e.g. "
+        "xla_cpu_experimental_ynn_fusion_type= (repeatable)",
+    )
     p.add_argument("--arch", default="v3plus", choices=["v3plus", "v3"], help="keras-hub peer")
     p.add_argument("--backbone", default="resnet50", help="ours, keras-hub peer")
-    p.add_argument("--ours", nargs="+", default=["matched", "paper"], choices=["matched", "paper"])
+    p.add_argument(
+        "--ours",
+        nargs="+",
+        default=["matched", "paper"],
+        choices=["matched", "paper", "default", "plain"],
+        help="keras-hub: matched/paper; torchvision on CPU: default (and plain, --task "
+        "inference); see the module docstring",
+    )
     p.add_argument(
         "--layers",
         nargs="+",
@@ -305,7 +435,11 @@ def parse_args(argv=None):
         args.resolution, args.batch, args.rounds, args.iters, args.warmup = 32, 1, 1, 1, 0
         args.ours, args.layers = ["matched"], ["cpu"]
     if args.dtype is None:
-        args.dtype = "bfloat16" if args.peer == "torchvision" else "float32"
+        args.dtype = (
+            "bfloat16" if args.peer == "torchvision" and args.device == "gpu" else "float32"
+        )
+    if args.task == "inference" and (args.peer, args.device) != ("torchvision", "cpu"):
+        p.error("--task inference compares against --peer torchvision --device cpu")
     return args
 
 
@@ -317,15 +451,19 @@ def main(argv=None):
     data = _step.fake_batch(args.batch, args.resolution, args.num_classes)
     data = {"image": data["image"], "label": data["label"]}
 
-    missing = keras_hub_available() if args.peer == "keras-hub" else torchvision_available()
+    if args.peer == "keras-hub":
+        missing, peer_cls = keras_hub_available(), KerasHub
+    else:
+        missing = torchvision_available(args.device)
+        peer_cls = TorchvisionCPU if args.device == "cpu" else Torchvision
     sides = []
     if missing:
         print(f"peer skipped: {missing}")
     else:
-        peer_cls = KerasHub if args.peer == "keras-hub" else Torchvision
         sides.append(peer_cls(args, data))
+    ours_cls = OursInference if args.task == "inference" else Ours
     for name, ns in ours_configs(args):
-        sides.append(Ours(name, ns, args, data, args.dtype))
+        sides.append(ours_cls(name, ns, args, data, args.dtype))
 
     times: list[list[float]] = [[] for _ in sides]
     for r in range(args.rounds):
@@ -338,7 +476,7 @@ def main(argv=None):
     for side, t in zip(sides, times, strict=True):
         ms = statistics.median(t) * 1e3
         dtype = "float32 (AMP bf16)" if isinstance(side, Torchvision) else args.dtype
-        if isinstance(side, KerasHub):
+        if isinstance(side, KerasHub | TorchvisionCPU):
             dtype = "float32"
         rows.append(
             [
@@ -357,6 +495,7 @@ def main(argv=None):
         )
     print()
     common.print_table(HEADER, rows)
+    print(f"task: {args.task} (step ms: one training step, or one inference call)")
     print("vs peer: peer step time / this step time (> 1 means faster than the peer)")
     print(f"load average at end (1/5/15 min): {common.load_average()}")
 
