@@ -98,16 +98,15 @@ def kind_of(name: str, opcode: str, op_name: str, window: str | None) -> str:
     return f"other ({opcode})"
 
 
-def xla_profile(fn, args, compiler_options: dict) -> tuple[float, list[tuple]]:
-    """Wall seconds of one traced call and `[(thunk ns, name, shape, kind, op_name)]`."""
-    compiled = jax.jit(fn).lower(*args).compile(compiler_options=compiler_options)
-    jax.block_until_ready(compiled(*args))
-    hlo = compiled.as_text()
+def xla_profile(call, hlo: str) -> tuple[float, list[tuple]]:
+    """Wall seconds of one traced `call()` (which blocks until done) of the compiled program
+    whose HLO text is `hlo`, and `[(thunk ns, name, shape, kind, op_name)]`."""
+    call()
     instructions, windows = hlo_instructions(hlo), fused_windows(hlo)
     folder = tempfile.mkdtemp(prefix="jaxseg_profile_")
     jax.profiler.start_trace(folder)
     start = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
+    call()
     wall = time.perf_counter() - start
     jax.profiler.stop_trace()
     path = glob.glob(os.path.join(folder, "**", "*.xplane.pb"), recursive=True)[0]
@@ -211,11 +210,13 @@ def main(argv=None):
         def fn(v, x):
             return model.apply(v, x, train=False)
 
-        wall, rows = xla_profile(fn, (variables, images), options)
+        compiled = jax.jit(fn).lower(variables, images).compile(compiler_options=options)
+        wall, rows = xla_profile(
+            lambda: jax.block_until_ready(compiled(variables, images)), compiled.as_text()
+        )
     else:
         step = _step.compile_train_step(model, {k: data[k] for k in ("image", "label")})
-        step.run()
-        wall, rows = xla_profile(step.step, (step.state, step.batch, step.rng), options)
+        wall, rows = xla_profile(step.run, step.compiled.as_text())
     total = sum(r[0] for r in rows)
     print(f"\nours: {args.task}, forms {args.forms}, layers {args.layers}, options {options}")
     print(f"wall {wall * 1e3:.0f} ms; thunk time {total / 1e6:.0f} ms (two threads)")
