@@ -85,7 +85,9 @@ def kind_of(name: str, opcode: str, op_name: str, window: str | None) -> str:
         if "size=1x1" in window:
             return "conv 1x1 (XLA conv)"
         return "conv dense (XLA conv)"
-    if "dot_general" in path or opcode == "dot":
+    if "dot_general" in path or opcode == "dot" or name.startswith(("ynn_fusion", "xnn_fusion")):
+        # A library fusion without a conv window is a GEMM, with the adds fused into it that
+        # XLA put there (e.g. a weight gradient summed over the region/tap GEMMs).
         return "GEMM (1x1 convs, region/tap convs)"
     if "reduce_window" in path or "max_pool" in path or "reduce-window" in name:
         return "pooling"
