@@ -215,7 +215,10 @@ class Segmenter:
     def _network_resolution(self) -> Callable[[Any, jax.Array], jax.Array]:
         """`(variables, raw RGB [1, h, w, 3]) -> logits at the network's own resolution`."""
         model, normalize = self.model.clone(upsample_logits=False), self.normalize
-        return jax.jit(lambda v, x: model.apply(v, normalize(x), train=False))
+        return jax.jit(
+            lambda v, x: model.apply(v, normalize(x), train=False),
+            compiler_options=compiler_options_for_backend(),
+        )
 
     def _logits_same_size(self, images: np.ndarray) -> np.ndarray:
         """`[B, H, W, 3]` (0..255) -> `[B, H, W, C]`, CRF-refined when configured."""

@@ -24,36 +24,17 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.export.errors import ExportError
-from jaxseg.nn.layers import LAYER_FORMS
+from jaxseg.nn.backend_forms import with_conv_layers
+from jaxseg.nn.layers import conv_layers
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("logits", "labels")
 
-# Each non-reference conv factory -> the reference one computing the same function.
-_TO_REFERENCE: dict[int, Any] = {}
-for _layers in LAYER_FORMS.values():
-    _TO_REFERENCE[id(_layers.conv)] = LAYER_FORMS["reference"].conv
-    _TO_REFERENCE[id(_layers.conv_transpose)] = LAYER_FORMS["reference"].conv_transpose
-
 
 def with_reference_convs(module: nn.Module) -> nn.Module:
-    """`module` with every conv factory of `jaxseg.nn.LAYER_FORMS` (in its fields, and in the
-    fields of modules it holds, e.g. a wrapped U-Net) replaced by the reference one.
-
-    The parameter tree does not change: the forms differ only in how they compute.
-    """
-    changes = {}
-    for field in dataclasses.fields(module):
-        if field.name in ("parent", "name"):
-            continue
-        value = getattr(module, field.name)
-        if isinstance(value, nn.Module):
-            replaced = with_reference_convs(value)
-            if replaced is not value:
-                changes[field.name] = replaced
-        elif id(value) in _TO_REFERENCE and _TO_REFERENCE[id(value)] is not value:
-            changes[field.name] = _TO_REFERENCE[id(value)]
-    return module.clone(**changes) if changes else module
+    """`module` with every conv factory (in its fields and its submodules', e.g. a wrapped
+    U-Net) in the reference forms; the parameter tree does not change."""
+    return with_conv_layers(module, conv_layers("reference"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 import flax.linen as nn
 
 from jaxseg.nn.conv import Conv2D
-from jaxseg.nn.layers import ConvLayers
+from jaxseg.nn.layers import LAYER_FORMS, ConvLayers
 from jaxseg.ops import conv_transpose2d as reference_conv_transpose2d
 
 # Fields Flax adds to every module; they are not configuration.
@@ -56,8 +56,10 @@ def with_conv_layers(module: nn.Module, layers: ConvLayers) -> nn.Module:
 def conv_op_of(layers: ConvLayers):
     """The atrous-conv function `layers.conv` binds as `Conv2D.op` (the reference op if none)."""
     factory = layers.conv
-    if isinstance(factory, functools.partial):
-        return factory.keywords.get("op", Conv2D.op)
+    while isinstance(factory, functools.partial):  # the outermost binding wins
+        if "op" in factory.keywords:
+            return factory.keywords["op"]
+        factory = factory.func
     return Conv2D.op
 
 
@@ -99,7 +101,10 @@ def _convert_partial(factory: functools.partial, layers: ConvLayers) -> functool
         and "conv" in {f.name for f in dataclasses.fields(func)}
         and _conv2d_class(_field_default(func, "conv")) is not None
     ):
-        keywords["conv"] = _with_op(_field_default(func, "conv"), conv_op_of(layers))
+        default = _field_default(func, "conv")
+        converted = _with_op(default, conv_op_of(layers))
+        if converted is not default:
+            keywords["conv"] = converted
     changed = keywords.keys() != factory.keywords.keys() or any(
         keywords[k] is not factory.keywords[k] for k in factory.keywords
     )
@@ -122,8 +127,11 @@ def _conv2d_class(factory: Any) -> type | None:
     return None
 
 
-def _with_op(factory: Any, op) -> functools.partial:
-    """`factory` (a `Conv2D` class or partial of one) calling `op`, its other keywords kept."""
+def _with_op(factory: Any, op) -> Any:
+    """`factory` (a `Conv2D` class or partial of one) calling `op`, its other keywords kept
+    (`factory` itself when it calls `op` already)."""
+    if conv_op_of(ConvLayers(factory, reference_conv_transpose2d)) is op:
+        return factory
     keywords: dict[str, Any] = {}
     args: tuple = ()
     while isinstance(factory, functools.partial):
@@ -135,7 +143,5 @@ def _with_op(factory: Any, op) -> functools.partial:
 
 def _is_conv_transpose(value: Any, layers: ConvLayers) -> bool:
     """Whether `value` is a transposed-conv function of one of the known forms."""
-    from jaxseg.nn.layers import LAYER_FORMS  # noqa: PLC0415 - avoid a cycle at import
-
     known = {reference_conv_transpose2d, *(form.conv_transpose for form in LAYER_FORMS.values())}
     return value in known or value is layers.conv_transpose
