@@ -459,7 +459,7 @@ def deeplab_multiscale_logits(
     Args:
       apply_fn: `[1, h, w, 3] float32 -> [1, h', w', C]` logits at the network's own
         resolution (a DeepLab model with `upsample_logits=False`); its stride is read off
-        the canvas' logits, `(Hc - 1) / (h' - 1)` rounded.
+        each output, `(h - 1) / (h' - 1)` rounded.
       canvas: `[Hc, Wc, 3]` image padded to the evaluation canvas (sides 32k + 1).
       scales, flip: the passes.
 
@@ -469,16 +469,17 @@ def deeplab_multiscale_logits(
     check_options(scales=scales)
     canvas = jnp.asarray(canvas, jnp.float32)[None]
     canvas_hw = canvas.shape[1:3]
-    logits_height = jax.eval_shape(apply_fn, canvas).shape[1]
-    stride = max(1, round((canvas_hw[0] - 1) / max(1, logits_height - 1)))
     total, passes = 0.0, 0
     for scale in scales:
         size = tuple(scale_dimension(d, scale) for d in canvas_hw)
         scaled = resize_bilinear(canvas, size, align_corners=True)
-        logits_size = tuple(scale_dimension(d, max(1.0, scale) / stride) for d in canvas_hw)
         for mirrored in (False, True) if flip else (False,):
             view = scaled[:, :, ::-1] if mirrored else scaled
-            logits = resize_bilinear(apply_fn(view).astype(jnp.float32), logits_size, True)
+            logits = apply_fn(view).astype(jnp.float32)
+            # The network's stride, read off its output: (h - 1) / (h' - 1) for 32k + 1 sides.
+            stride = max(1, round((size[0] - 1) / max(1, logits.shape[1] - 1)))
+            logits_size = tuple(scale_dimension(d, max(1.0, scale) / stride) for d in canvas_hw)
+            logits = resize_bilinear(logits, logits_size, True)
             if mirrored:
                 logits = logits[:, :, ::-1]
             logits = resize_bilinear(logits, canvas_hw, align_corners=True)
