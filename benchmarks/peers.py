@@ -19,6 +19,13 @@ torch threads as cores), DeepLab v3 ResNet-50 at output stride 8 on both sides:
     python benchmarks/peers.py --peer torchvision --device cpu --task train \
         --resolution 256 --batch 4 --ours default --layers reference cpu
 
+TensorFlow's own ops on CPU (TF is in the project's requirements), the released Xception-65
+DeepLab v3+ (`xception65_coco_voc_trainaug`) at its evaluation canvas 513x513, output stride 16,
+batch 1, on a VOC-sized 375x500 image; `--ours zoo` is `jaxseg.zoo.load(...).logits`, `--ours
+constants` the same with the weights compiled in as constants (see `_tf_peer.py`):
+
+    python benchmarks/peers.py --peer tf-deeplab --ours zoo constants
+
 `--task inference` times one call of `jaxseg.Segmenter.logits` on a 513x513 image (the path
 zoo models, run folders and `jaxseg.predict` use: on a CPU it runs `jaxseg.inference_forms`)
 against `model(x)["out"]` under `torch.inference_mode()`; `--ours default` is
@@ -103,7 +110,7 @@ def ours_configs(args) -> list[tuple[str, argparse.Namespace]]:
         ns = argparse.Namespace(
             num_classes=args.num_classes, model_arg=[], atrous_rates=None, layers=layers
         )
-        if args.peer == "torchvision" and name in ("default", "plain"):
+        if args.peer == "torchvision" and name in ("default", "plain", "constants"):
             ns.model, ns.backbone, ns.output_stride = "DeepLabV3", args.backbone, 8
         elif args.peer == "torchvision":
             ns.model, ns.backbone, ns.output_stride = "DeepLabV3", "resnet101", 8
@@ -178,15 +185,37 @@ class OursInference:
             seg = Segmenter(
                 model, variables, normalize=normalize, class_names=names, crop_size=size
             )
+            if label == "constants":
+                # The same program, the variables closed over: compile-time constants to XLA.
+                seg._network = _constants_network(seg)
             self.call = lambda: seg.logits(self.images)
+        compile_start = time.perf_counter()
         self.call()  # compiles
+        self.compile_s = time.perf_counter() - compile_start
         self.setup_s = time.perf_counter() - start
-        how = "jit of model.apply" if label == "plain" else "Segmenter.logits"
+        how = {"plain": "jit of model.apply", "constants": "Segmenter.logits, weights as constants"}
+        how = how.get(label, "Segmenter.logits")
         self.label = f"ours {label} ({how}): {_step.model_label(ns)}"
         self.framework = "jaxseg (JAX/XLA)"
 
     def run(self):
         self.call()
+
+
+def _constants_network(seg):
+    """`seg`'s network `(variables, images) -> logits` jitted over `seg.variables` as
+    constants (the `variables` argument is ignored): for measuring, not for users."""
+    import jax  # noqa: PLC0415
+
+    from jaxseg import inference  # noqa: PLC0415
+    from jaxseg.inference_forms import compiler_options_for_backend  # noqa: PLC0415
+
+    model, variables, normalize = seg.model, seg.variables, seg.normalize
+    network = jax.jit(
+        lambda x: inference.predict_logits(model.apply, variables, normalize(x)),
+        compiler_options=compiler_options_for_backend(),
+    )
+    return lambda _, images: network(images)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,7 +415,9 @@ class Torchvision:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--peer", default="keras-hub", choices=["keras-hub", "torchvision"])
+    p.add_argument(
+        "--peer", default="keras-hub", choices=["keras-hub", "torchvision", "tf-deeplab"]
+    )
     p.add_argument("--device", default="gpu", choices=["gpu", "cpu"], help="torchvision peer")
     p.add_argument(
         "--task",
@@ -410,9 +441,9 @@ def parse_args(argv=None):
         "--ours",
         nargs="+",
         default=["matched", "paper"],
-        choices=["matched", "paper", "default", "plain"],
-        help="keras-hub: matched/paper; torchvision on CPU: default (and plain, --task "
-        "inference); see the module docstring",
+        choices=["matched", "paper", "default", "plain", "constants", "zoo"],
+        help="keras-hub: matched/paper; torchvision on CPU: default (and plain or constants, "
+        "--task inference); tf-deeplab: zoo and/or constants; see the module docstring",
     )
     p.add_argument(
         "--layers",
@@ -421,7 +452,15 @@ def parse_args(argv=None):
         choices=["reference", "space_to_batch", "cpu"],
         help="ours: conv forms to build with (jaxseg.nn.conv_layers), one run each",
     )
-    p.add_argument("--resolution", type=int, default=256)
+    p.add_argument("--resolution", type=int, default=None, help="256; tf-deeplab: 513")
+    p.add_argument(
+        "--tf-threads",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("INTRA", "INTER"),
+        help="tf-deeplab: TensorFlow's intra-op and inter-op thread counts (default: TF's)",
+    )
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--num-classes", type=int, default=21)
     p.add_argument("--dtype", default=None, help="ours; default float32 (CPU), bfloat16 (GPU)")
@@ -431,22 +470,62 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--smoke", action="store_true", help="tiny models, 32x32, batch 1 (CI)")
     args = p.parse_args(argv)
-    if args.smoke:
+    if args.peer == "tf-deeplab":
+        args.task, args.batch, args.num_classes = "inference", 1, 21
+        args.resolution = args.resolution or 513
+        args.ours = [name for name in args.ours if name in ("zoo", "constants")] or ["zoo"]
+    args.resolution = args.resolution or 256
+    if args.smoke and args.peer == "tf-deeplab":
+        args.resolution, args.rounds, args.iters, args.warmup = 33, 1, 1, 0
+    elif args.smoke:
         args.resolution, args.batch, args.rounds, args.iters, args.warmup = 32, 1, 1, 1, 0
         args.ours, args.layers = ["matched"], ["cpu"]
     if args.dtype is None:
         args.dtype = (
             "bfloat16" if args.peer == "torchvision" and args.device == "gpu" else "float32"
         )
-    if args.task == "inference" and (args.peer, args.device) != ("torchvision", "cpu"):
+    pair = (args.peer, args.device)
+    if args.task == "inference" and pair != ("torchvision", "cpu") and args.peer != "tf-deeplab":
         p.error("--task inference compares against --peer torchvision --device cpu")
     return args
+
+
+def tf_deeplab_sides(args) -> list:
+    """[TF side, ours...] of --peer tf-deeplab, their logits checked against each other."""
+    import _tf_peer  # noqa: PLC0415 - imports TensorFlow
+    import tensorflow as tf  # noqa: PLC0415
+
+    if args.tf_threads:  # before TF's first op creates its thread pools
+        tf.config.threading.set_intra_op_parallelism_threads(args.tf_threads[0])
+        tf.config.threading.set_inter_op_parallelism_threads(args.tf_threads[1])
+    print(f"peer: {_tf_peer.NOTE}")
+    release = _tf_peer.XceptionRelease(args)
+    sides = [_tf_peer.TFDeepLab(args, release)]
+    prefix = release.write_checkpoint()
+    reference = sides[0].output()
+    for name in args.ours:
+        sides.append(_tf_peer.OursZoo(name, args, release, prefix, _constants_network))
+        print(_tf_peer.check_agreement(reference, sides[-1].output(), name), flush=True)
+    image = release.image.shape[:2]
+    print(f"image {image[0]}x{image[1]} on the {args.resolution}x{args.resolution} canvas")
+    return sides
 
 
 def main(argv=None):
     args = parse_args(argv)
     packages = ["tensorflow", "tensorflow-cpu", "keras", "keras-hub", "torch", "torchvision"]
     common.print_context(packages)
+    missing = None
+    if args.peer == "tf-deeplab":
+        sides = tf_deeplab_sides(args)
+    else:
+        sides = other_sides(args)
+        missing = sides.pop()
+    time_and_report(args, sides, missing)
+
+
+def other_sides(args) -> list:
+    """[peer (if installed)..., ours..., why the peer is missing or None]."""
     print(f"peer: {PEER_NOTES[args.peer]}")
     data = _step.fake_batch(args.batch, args.resolution, args.num_classes)
     data = {"image": data["image"], "label": data["label"]}
@@ -464,7 +543,11 @@ def main(argv=None):
     ours_cls = OursInference if args.task == "inference" else Ours
     for name, ns in ours_configs(args):
         sides.append(ours_cls(name, ns, args, data, args.dtype))
+    return [*sides, missing]
 
+
+def time_and_report(args, sides: list, missing: str | None) -> None:
+    """Time the sides alternately (--rounds of --iters calls) and print the table."""
     times: list[list[float]] = [[] for _ in sides]
     for r in range(args.rounds):
         for i, side in enumerate(sides):
