@@ -9,6 +9,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -77,6 +79,18 @@ def test_peers_benchmark_smoke():
     header = _table_header(out, "| framework | model |")
     assert "step ms" in header and "vs peer" in header
     assert "jaxseg (JAX/XLA)" in out
+
+
+def test_tf_deeplab_peer_smoke():
+    """Xception-65 v3+ (one middle-flow unit, 33x33 canvas) in TF ops and through the zoo's
+    Segmenter: the script checks that the two logits agree before it times them."""
+    pytest.importorskip("tensorflow")
+    out = _run("peers.py", "--peer=tf-deeplab", "--ours", "zoo")
+    _assert_context(out)
+    assert "zoo vs TF: logits relative error" in out and "labels equal on" in out
+    header = _table_header(out, "| framework | model |")
+    assert "step ms" in header and "vs peer" in header
+    assert "| TensorFlow " in out and "| jaxseg (JAX/XLA) | ours zoo" in out
 
 
 def test_flops_counts_known_convolution_and_matmul():
