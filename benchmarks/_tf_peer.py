@@ -10,9 +10,9 @@ as a TF checkpoint in the official layout. Then:
   `tf.function(jit_compile=False)` graph: TensorFlow's CPU kernels, the weights as graph
   constants, as in the released frozen graph.
 - `OursZoo`: `jaxseg.zoo.load("xception65_coco_voc_trainaug", checkpoint=...)`, the
-  `Segmenter` users get, `.logits(image)` (`--ours zoo`); `--ours constants`: the same
-  Segmenter with its network jitted over the variables as compile-time constants instead of
-  arguments (`constants_network`, from peers.py; a measurement, not a user path).
+  `Segmenter` users get, `.logits(image)` (`--ours zoo`; on a CPU it compiles the weights in
+  as constants); `--ours arguments`: the same Segmenter with its network jitted with the
+  variables as an argument (`arguments_network`, from peers.py; a measurement only).
 
 Both return float32 logits `[H, W, 21]` on the host; `check_agreement` compares them before
 timing, so both sides are known to compute the same thing.
@@ -106,7 +106,7 @@ class TFDeepLab:
 
 
 class OursZoo:
-    def __init__(self, label: str, args, release: XceptionRelease, prefix: str, constants_network):
+    def __init__(self, label: str, args, release: XceptionRelease, prefix: str, arguments_network):
         from jaxseg import zoo  # noqa: PLC0415
         from jaxseg.zoo import deeplab_models  # noqa: PLC0415
 
@@ -118,8 +118,8 @@ class OursZoo:
             seg = deeplab_models.load_release(entry, prefix, crop_size=release.canvas)
         else:
             seg = zoo.load(ZOO_NAME, checkpoint=prefix, crop_size=release.canvas)
-        if label == "constants":  # the Segmenter's canvas handling kept
-            seg._network = constants_network(seg)
+        if label == "arguments":  # the Segmenter's canvas handling kept
+            seg._network = arguments_network(seg)
         self.seg, self.image = seg, release.image
         compile_start = time.perf_counter()
         self.output()  # compiles
@@ -127,7 +127,7 @@ class OursZoo:
         self.setup_s = time.perf_counter() - start
         self.flops = None
         self.framework = "jaxseg (JAX/XLA)"
-        how = "weights as constants" if label == "constants" else "weights as arguments"
+        how = "weights as arguments" if label == "arguments" else "the Segmenter as shipped"
         self.label = f"ours {label}: zoo.load(...).logits, {how}, compile {self.compile_s:.0f} s"
 
     def output(self) -> np.ndarray:
@@ -135,6 +135,32 @@ class OursZoo:
 
     def run(self):
         self.output()
+
+
+def tf_op_profile(side: TFDeepLab) -> list[tuple[str, int, float]]:
+    """One traced call of the TF graph: `[(op type, calls, ms summed over threads)]`, largest
+    first. TF names kernel events `node:OpType` (`_Mkl...`: its oneDNN kernels)."""
+    import collections  # noqa: PLC0415
+    import glob  # noqa: PLC0415
+
+    import jax  # noqa: PLC0415 - its ProfileData reads TF's xplane files too
+    import tensorflow as tf  # noqa: PLC0415
+
+    folder = tempfile.mkdtemp(prefix="jaxseg_tf_profile_")
+    tf.profiler.experimental.start(folder)
+    side.run()
+    tf.profiler.experimental.stop()
+    path = glob.glob(os.path.join(folder, "**", "*.xplane.pb"), recursive=True)[0]
+    totals: collections.Counter = collections.Counter()
+    calls: collections.Counter = collections.Counter()
+    for plane in jax.profiler.ProfileData.from_file(path).planes:
+        for line in plane.lines:
+            for event in line.events:
+                node, sep, op_type = event.name.partition(":")
+                if sep and op_type and " " not in node and "::" not in event.name:
+                    totals[op_type] += event.duration_ns
+                    calls[op_type] += 1
+    return [(op, calls[op], ns / 1e6) for op, ns in totals.most_common()]
 
 
 def check_agreement(reference: np.ndarray, ours: np.ndarray, name: str) -> str:

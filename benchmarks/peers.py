@@ -22,9 +22,10 @@ torch threads as cores), DeepLab v3 ResNet-50 at output stride 8 on both sides:
 TensorFlow's own ops on CPU (TF is in the project's requirements), the released Xception-65
 DeepLab v3+ (`xception65_coco_voc_trainaug`) at its evaluation canvas 513x513, output stride 16,
 batch 1, on a VOC-sized 375x500 image; `--ours zoo` is `jaxseg.zoo.load(...).logits`, `--ours
-constants` the same with the weights compiled in as constants (see `_tf_peer.py`):
+arguments` the same with the weights passed as arguments instead of the constants the
+Segmenter compiles in on a CPU (see `_tf_peer.py`):
 
-    python benchmarks/peers.py --peer tf-deeplab --ours zoo constants
+    python benchmarks/peers.py --peer tf-deeplab --ours zoo arguments
 
 `--task inference` times one call of `jaxseg.Segmenter.logits` on a 513x513 image (the path
 zoo models, run folders and `jaxseg.predict` use: on a CPU it runs `jaxseg.inference_forms`)
@@ -110,7 +111,7 @@ def ours_configs(args) -> list[tuple[str, argparse.Namespace]]:
         ns = argparse.Namespace(
             num_classes=args.num_classes, model_arg=[], atrous_rates=None, layers=layers
         )
-        if args.peer == "torchvision" and name in ("default", "plain", "constants"):
+        if args.peer == "torchvision" and name in ("default", "plain", "arguments"):
             ns.model, ns.backbone, ns.output_stride = "DeepLabV3", args.backbone, 8
         elif args.peer == "torchvision":
             ns.model, ns.backbone, ns.output_stride = "DeepLabV3", "resnet101", 8
@@ -185,15 +186,14 @@ class OursInference:
             seg = Segmenter(
                 model, variables, normalize=normalize, class_names=names, crop_size=size
             )
-            if label == "constants":
-                # The same program, the variables closed over: compile-time constants to XLA.
-                seg._network = _constants_network(seg)
+            if label == "arguments":  # the same program, the variables as an argument
+                seg._network = _arguments_network(seg)
             self.call = lambda: seg.logits(self.images)
         compile_start = time.perf_counter()
         self.call()  # compiles
         self.compile_s = time.perf_counter() - compile_start
         self.setup_s = time.perf_counter() - start
-        how = {"plain": "jit of model.apply", "constants": "Segmenter.logits, weights as constants"}
+        how = {"plain": "jit of model.apply", "arguments": "Segmenter.logits, weights as arguments"}
         how = how.get(label, "Segmenter.logits")
         self.label = f"ours {label} ({how}): {_step.model_label(ns)}"
         self.framework = "jaxseg (JAX/XLA)"
@@ -202,9 +202,9 @@ class OursInference:
         self.call()
 
 
-def _constants_network(seg):
-    """`seg`'s network `(variables, images) -> logits` jitted over `seg.variables` as
-    constants (the `variables` argument is ignored): for measuring, not for users."""
+def _arguments_network(seg):
+    """`seg`'s network `images -> logits` jitted with `seg.variables` as an argument instead of
+    the compile-time constants the Segmenter uses on a CPU: for measuring, not for users."""
     import jax  # noqa: PLC0415
 
     from jaxseg import inference  # noqa: PLC0415
@@ -212,10 +212,10 @@ def _constants_network(seg):
 
     model, variables, normalize = seg.model, seg.variables, seg.normalize
     network = jax.jit(
-        lambda x: inference.predict_logits(model.apply, variables, normalize(x)),
+        lambda v, x: inference.predict_logits(model.apply, v, normalize(x)),
         compiler_options=compiler_options_for_backend(),
     )
-    return lambda _, images: network(images)
+    return lambda images: network(variables, images)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,9 +441,9 @@ def parse_args(argv=None):
         "--ours",
         nargs="+",
         default=["matched", "paper"],
-        choices=["matched", "paper", "default", "plain", "constants", "zoo"],
-        help="keras-hub: matched/paper; torchvision on CPU: default (and plain or constants, "
-        "--task inference); tf-deeplab: zoo and/or constants; see the module docstring",
+        choices=["matched", "paper", "default", "plain", "arguments", "zoo"],
+        help="keras-hub: matched/paper; torchvision on CPU: default (and plain or arguments, "
+        "--task inference); tf-deeplab: zoo and/or arguments; see the module docstring",
     )
     p.add_argument(
         "--layers",
@@ -465,6 +465,12 @@ def parse_args(argv=None):
     p.add_argument("--num-classes", type=int, default=21)
     p.add_argument("--dtype", default=None, help="ours; default float32 (CPU), bfloat16 (GPU)")
     p.add_argument("--keras-jit-compile", action="store_true", help="keras-hub with XLA")
+    p.add_argument(
+        "--profile-tf",
+        action="store_true",
+        help="tf-deeplab: after timing, TF's kernel time by op type in one traced call "
+        "(ours: benchmarks/cpu_options.py --model x65 --profile)",
+    )
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
@@ -473,7 +479,7 @@ def parse_args(argv=None):
     if args.peer == "tf-deeplab":
         args.task, args.batch, args.num_classes = "inference", 1, 21
         args.resolution = args.resolution or 513
-        args.ours = [name for name in args.ours if name in ("zoo", "constants")] or ["zoo"]
+        args.ours = [name for name in args.ours if name in ("zoo", "arguments")] or ["zoo"]
     args.resolution = args.resolution or 256
     if args.smoke and args.peer == "tf-deeplab":
         args.resolution, args.rounds, args.iters, args.warmup = 33, 1, 1, 0
@@ -504,7 +510,7 @@ def tf_deeplab_sides(args) -> list:
     prefix = release.write_checkpoint()
     reference = sides[0].output()
     for name in args.ours:
-        sides.append(_tf_peer.OursZoo(name, args, release, prefix, _constants_network))
+        sides.append(_tf_peer.OursZoo(name, args, release, prefix, _arguments_network))
         print(_tf_peer.check_agreement(reference, sides[-1].output(), name), flush=True)
     image = release.image.shape[:2]
     print(f"image {image[0]}x{image[1]} on the {args.resolution}x{args.resolution} canvas")
@@ -522,6 +528,16 @@ def main(argv=None):
         sides = other_sides(args)
         missing = sides.pop()
     time_and_report(args, sides, missing)
+    if args.profile_tf and args.peer == "tf-deeplab":
+        import _tf_peer  # noqa: PLC0415
+
+        rows = _tf_peer.tf_op_profile(sides[0])
+        total = sum(ms for *_, ms in rows) or 1.0
+        print(f"\nTF kernel time of one call by op type (summed over threads): {total:.0f} ms")
+        common.print_table(
+            ["op type", "calls", "ms", "share"],
+            [[op, n, f"{ms:.1f}", f"{100 * ms / total:.1f}%"] for op, n, ms in rows],
+        )
 
 
 def other_sides(args) -> list:

@@ -18,8 +18,10 @@ evaluated:
   (`multiscale="deeplab"`: scales and flips by the official TF DeepLab protocol,
   `inference.deeplab_multiscale_logits`, which the TF DeepLab releases use).
 
-The network is compiled once per canvas shape, with the variables as an argument rather than
-constants baked into the program (which makes compiling large models slow).
+The network is compiled once per canvas shape. On a CPU the variables are compiled into the
+program as constants (`jaxseg.inference_forms.weights_as_constants`: XLA then folds the
+BatchNorms' per-channel arithmetic at compile time; each compiled canvas shape holds its own
+copy of the weights). Elsewhere they are passed as an argument.
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ from PIL import Image
 
 from jaxseg import inference
 from jaxseg.images import to_rgb
-from jaxseg.inference_forms import compiler_options_for_backend, fast_forms_for_backend
+from jaxseg.inference_forms import (
+    compiler_options_for_backend,
+    fast_forms_for_backend,
+    weights_as_constants,
+)
 from jaxseg.viz import voc_palette
 
 Normalize = Callable[[jax.Array], jax.Array]
@@ -66,6 +72,18 @@ def _pair_or_none(size: int | Sequence[int] | None, name: str) -> tuple[int, int
     if len(pair) != 2 or min(pair) < 1:
         raise ValueError(f"{name} must be a positive int or (height, width), got {size!r}")
     return pair
+
+
+def _compiled(
+    network: Callable[[Any, jax.Array], jax.Array], variables: Mapping[str, Any]
+) -> Callable[[jax.Array], jax.Array]:
+    """`images -> network(variables, images)`, jitted with the backend's compile options and
+    the variables as constants where `weights_as_constants()` says so, else as an argument."""
+    options = compiler_options_for_backend()
+    if weights_as_constants():
+        return jax.jit(lambda x: network(variables, x), compiler_options=options)
+    jitted = jax.jit(network, compiler_options=options)
+    return lambda x: jitted(variables, x)
 
 
 class Segmenter:
@@ -129,9 +147,8 @@ class Segmenter:
         self.align_corners = bool(align_corners)
         self.crf = dict(crf) if crf is not None else None
         self.multiscale = multiscale
-        self._network = jax.jit(
-            lambda v, x: inference.predict_logits(model.apply, v, normalize(x)),
-            compiler_options=compiler_options_for_backend(),
+        self._network = _compiled(
+            lambda v, x: inference.predict_logits(model.apply, v, normalize(x)), variables
         )
         self._options = dict(
             normalize=normalize, class_names=self.class_names, palette=self.palette,
@@ -159,7 +176,7 @@ class Segmenter:
 
     def _apply(self, images: jax.Array) -> jax.Array:
         """Raw RGB `[B, h, w, 3]` -> logits `[B, h, w, C]` (normalisation included)."""
-        return self._network(self.variables, images)
+        return self._network(images)
 
     def _canvas(self, height: int, width: int) -> tuple[int, int]:
         crop = self.crop_size
@@ -204,7 +221,7 @@ class Segmenter:
         canvas[:] = np.asarray(self.pad_pixel, np.float32)
         canvas[:height, :width] = image
         logits = inference.deeplab_multiscale_logits(
-            functools.partial(self._network_resolution, self.variables),
+            self._network_resolution,
             canvas,
             self.scales,
             self.flip,
@@ -212,13 +229,10 @@ class Segmenter:
         return logits[:height, :width]
 
     @functools.cached_property
-    def _network_resolution(self) -> Callable[[Any, jax.Array], jax.Array]:
-        """`(variables, raw RGB [1, h, w, 3]) -> logits at the network's own resolution`."""
+    def _network_resolution(self) -> Callable[[jax.Array], jax.Array]:
+        """`raw RGB [1, h, w, 3] -> logits at the network's own resolution`."""
         model, normalize = self.model.clone(upsample_logits=False), self.normalize
-        return jax.jit(
-            lambda v, x: model.apply(v, normalize(x), train=False),
-            compiler_options=compiler_options_for_backend(),
-        )
+        return _compiled(lambda v, x: model.apply(v, normalize(x), train=False), self.variables)
 
     def _logits_same_size(self, images: np.ndarray) -> np.ndarray:
         """`[B, H, W, 3]` (0..255) -> `[B, H, W, C]`, CRF-refined when configured."""
