@@ -33,7 +33,7 @@ NOTE = (
     "at output stride 16, random weights in a checkpoint with the official variable names; "
     "TF: the official graph composed from tf.nn ops (benchmarks/tf_deeplab.py) in one "
     "tf.function (no XLA), weights as graph constants; ours: jaxseg.zoo.load(...).logits "
-    "(the Segmenter: CPU conv forms + compile options)."
+    "(the Segmenter: CPU conv forms, compile options, weights as constants)."
 )
 ZOO_NAME = "xception65_coco_voc_trainaug"
 
@@ -157,7 +157,8 @@ def tf_op_profile(side: TFDeepLab) -> list[tuple[str, int, float]]:
         for line in plane.lines:
             for event in line.events:
                 node, sep, op_type = event.name.partition(":")
-                if sep and op_type and " " not in node and "::" not in event.name:
+                kernel = node and " " not in node and "::" not in event.name
+                if sep and op_type and kernel and not op_type.startswith("__inference"):
                     totals[op_type] += event.duration_ns
                     calls[op_type] += 1
     return [(op, calls[op], ns / 1e6) for op, ns in totals.most_common()]

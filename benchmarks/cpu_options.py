@@ -18,7 +18,8 @@ Each variant compiles the same program differently (`--variants`):
   instead of the client's intra-op pool, one thread per core);
 - sched-off / sched-on: + `xla_cpu_enable_concurrency_optimized_scheduler` false / true;
 - onednn: + `xla_cpu_use_onednn=true` (oneDNN kernels where XLA supports them);
-- xla-defaults: no options (YNNPACK library fusions on).
+- xla-defaults: no options (YNNPACK library fusions on);
+- constants-xla-defaults: the variables as constants, no options.
 
 Variants are timed alternately, `--rounds` rounds of `--iters` calls, medians; each row gives
 its compile time and its largest logits difference from the first variant's, relative to the
@@ -50,6 +51,7 @@ EXTRA_OPTIONS = {
     "sched-on": {"xla_cpu_enable_concurrency_optimized_scheduler": True},
     "onednn": {"xla_cpu_use_onednn": True},
     "xla-defaults": None,  # no options at all
+    "constants-xla-defaults": None,
 }
 
 
@@ -113,7 +115,7 @@ class Variant:
 
         self.canvas = jnp.asarray(canvas)
         start = time.perf_counter()
-        if name == "constants":
+        if name.startswith("constants"):
             jitted = jax.jit(lambda x: network(variables, x), compiler_options=self.options)
             compiled = jitted.lower(self.canvas).compile()
             self.call = lambda: np.asarray(compiled(self.canvas))
