@@ -19,6 +19,7 @@ from jaxseg.inference_forms import (
     CPU_COMPILER_OPTIONS,
     compiler_options_for_backend,
     fast_forms_for_backend,
+    weights_as_constants,
 )
 from jaxseg.models import (
     DeepLabV1,
@@ -189,6 +190,29 @@ def test_cpu_compiler_options_keep_the_logits():
     if options:  # the YNNPACK library fusions are off
         assert "__ynn_fusion" not in compiled.as_text()
     got = np.asarray(compiled(variables, images))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_segmenter_compiles_the_weights_in_on_cpu_with_the_reference_logits():
+    """On a CPU the Segmenter's program closes over its variables (compile-time constants);
+    its logits stay those of the reference-built network applied with the variables as an
+    argument and XLA's default options (a depthwise-separable model: where constants pay)."""
+    from jaxseg import inference  # noqa: PLC0415
+    from jaxseg.segmenter import Segmenter  # noqa: PLC0415
+
+    assert weights_as_constants("cpu") and not weights_as_constants("gpu")
+    model, shape = CASES["deeplab_v3plus_xception"]
+    images = np.random.default_rng(3).uniform(0, 255, shape).astype(np.float32)
+    variables = _random_variables(model, jnp.asarray(images))
+    normalize = lambda x: x / 127.5 - 1  # noqa: E731
+    seg = Segmenter(
+        model, variables, normalize=normalize, class_names="abcde", crop_size=shape[1:3]
+    )
+    lowered = seg._network.lower(jnp.asarray(images))
+    assert len(jax.tree.leaves(lowered.args_info)) == 1  # the images only: weights are constants
+    got = seg.logits(images)
+    apply = jax.jit(lambda v, x: inference.predict_logits(model.apply, v, normalize(x)))
+    expected = np.asarray(apply(variables, jnp.asarray(images)))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
