@@ -63,12 +63,13 @@ def build(model_name: str, smoke: bool):
         from jaxseg.backbones import ResNet  # noqa: PLC0415
         from jaxseg.models import DeepLabV3  # noqa: PLC0415
 
-        backbone = "resnet50"
-        if smoke:
+        if smoke:  # one block per stage, width 8: the same code path, compiled in seconds
             import functools  # noqa: PLC0415
 
             backbone = functools.partial(ResNet, stage_sizes=(1, 1, 1, 1), base_width=8)
-        model = DeepLabV3(num_classes=21, backbone=backbone, output_stride=8)
+            model = DeepLabV3(num_classes=21, backbone=backbone, output_stride=8, multi_grid=(1,))
+        else:
+            model = DeepLabV3(num_classes=21, backbone="resnet50", output_stride=8)
         label = "DeepLab v3 ResNet-50 OS8 (default arguments)"
     else:
         from jaxseg.weights.tf_slim import DeepLabArch  # noqa: PLC0415

@@ -93,6 +93,14 @@ def test_tf_deeplab_peer_smoke():
     assert "| TensorFlow " in out and "| jaxseg (JAX/XLA) | ours zoo" in out
 
 
+def test_cpu_options_benchmark_smoke():
+    out = _run("cpu_options.py", "--model=r50", "--variants", "segmenter", "constants")
+    _assert_context(out)
+    header = _table_header(out, "| variant | compile options |")
+    assert "call ms" in header and "max rel diff" in header
+    assert "| segmenter |" in out and "| constants |" in out
+
+
 def test_flops_counts_known_convolution_and_matmul():
     sys.path.insert(0, str(BENCHMARKS))
     try:
