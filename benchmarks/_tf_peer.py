@@ -156,7 +156,7 @@ def tf_op_profile(side: TFDeepLab) -> list[tuple[str, int, float]]:
     for plane in jax.profiler.ProfileData.from_file(path).planes:
         for line in plane.lines:
             for event in line.events:
-                node, sep, op_type = event.name.partition(":")
+                node, sep, op_type = (part.strip() for part in event.name.partition(":"))
                 kernel = node and " " not in node and "::" not in event.name
                 if sep and op_type and kernel and not op_type.startswith("__inference"):
                     totals[op_type] += event.duration_ns
