@@ -1,14 +1,16 @@
-"""The one scoring loop: `(image, labels)` pairs through a `Segmenter` -> exact confusion counts.
+"""Per-image scoring: `(image, labels)` pairs through a `Segmenter` -> exact confusion counts.
 
     counts, n = confusion_matrices(seg, pairs, crf=seg_crf)   # {"plain": cm, "crf": cm}
     summary = metrics.summarize(counts["plain"], names, out_of_range=True)
 
 Every per-image evaluation goes through it: a run's evaluation with test-time scales, flips,
 sliding windows or the dense CRF (`jaxseg.experiment.evaluate_per_image`), and the evaluation
-of released models (`jaxseg.zoo.evaluate`, `jaxseg-zoo evaluate`). The segmenter carries the
-preprocessing, evaluation canvas and test-time protocol, so a score is always of what
-`Segmenter.logits` (and so `jaxseg-predict`) computes. Labels are scored at their own
-resolution; `ignore_label` pixels are not counted.
+of released models (`jaxseg.zoo.evaluate`, `jaxseg-zoo evaluate`). The counts are summed by
+`jaxseg.metrics.sum_counts`, the loop that also sums the training-time evaluation's batches (a
+sharded eval step over fixed-size crops). The segmenter carries the preprocessing, evaluation
+canvas and test-time protocol, so a score is always of what `Segmenter.logits` (and so
+`jaxseg-predict`) computes. Labels are scored at their own resolution; `ignore_label` pixels
+are not counted.
 """
 
 from __future__ import annotations
@@ -50,13 +52,9 @@ def confusion_matrices(
       outside `0..C-1`; the number of pairs).
     """
     num_classes = seg.num_classes
-    totals = {"plain": np.zeros((num_classes + 1,) * 2, np.int64)}
-    if crf is not None:
-        totals["crf"] = totals["plain"].copy()
-    count = 0
-    for image, labels in pairs:
-        image = np.asarray(image)
-        labels = np.asarray(labels)
+
+    def image_counts(image: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+        image, labels = np.asarray(image), np.asarray(labels)
         if labels.shape != image.shape[:2]:
             raise ValueError(f"labels {labels.shape} must match the image {image.shape[:2]}")
         if label_offset:
@@ -65,13 +63,21 @@ def confusion_matrices(
         outputs = {"plain": scores}
         if crf is not None:
             outputs["crf"] = inference.crf_refine(scores, image, **crf)
-        for key, values in outputs.items():
-            prediction = np.argmax(np.asarray(values), -1)
-            cm = metrics.confusion_matrix(
-                labels[None], prediction[None], num_classes, ignore_label, out_of_range=True
+        return {
+            key: metrics.confusion_matrix(
+                labels[None],
+                np.argmax(np.asarray(values), -1)[None],
+                num_classes,
+                ignore_label,
+                out_of_range=True,
             )
-            totals[key] += np.asarray(cm, np.int64)
-        count += 1
+            for key, values in outputs.items()
+        }
+
+    totals, count = metrics.sum_counts(image_counts(image, labels) for image, labels in pairs)
+    if totals is None:  # no pairs: all counts zero
+        empty = np.zeros((num_classes + 1,) * 2, np.int64)
+        totals = {"plain": empty} | ({"crf": empty.copy()} if crf is not None else {})
     return totals, count
 
 
