@@ -14,6 +14,13 @@ from jaxseg.weights.caffe import flat_blobs, read_caffemodel
 from jaxseg.zoo import caffe_models as zoo
 from jaxseg.zoo.registry import ENTRIES, Published
 
+V1, VGG, RESNET = "deeplab_largefov_voc12", "deeplabv2_vgg16_voc12", "deeplabv2_resnet101_voc12"
+
+
+def _release(name: str, **sizes) -> zoo.CaffeRelease:
+    """Zoo entry `name`'s release with smaller `sizes` (`CaffeRelease.with_sizes`)."""
+    return zoo.RELEASES[name].with_sizes(**sizes)
+
 
 def _small_deeplab_v2_vgg(caffe_proto, classes=3, fc=4):
     """Random Caffe-layout blobs of a DeepLab v2 VGG16 ASPP-L with `fc` channels."""
@@ -86,7 +93,7 @@ def test_deeplab_v2_resnet_loads_the_train_aug_model_of_the_zip(tmp_path, caffe_
         archive.writestr("train2_iter_20000.caffemodel", b"not this one")
         archive.writestr("init.caffemodel", b"nor this one")
     with pytest.raises(ValueError, match="train_iter_20000.caffemodel does not match"):
-        zoo.build_deeplab_v2_resnet(release, num_classes=3, stage_sizes=(1, 1, 1, 1))
+        zoo.load_release(_release(RESNET, num_classes=3, stage_sizes=(1, 1, 1, 1)), release)
 
 
 def test_deeplab_v2_zip_release_and_defaults(tmp_path, caffe_proto):
@@ -100,7 +107,7 @@ def test_deeplab_v2_zip_release_and_defaults(tmp_path, caffe_proto):
         archive.writestr("prototxt_and_model/test.prototxt", 'name: "deeplab"\n')
     model_file.unlink()
 
-    seg = zoo.build_deeplab_v2_vgg16(release, num_classes=3, fc_features=4)
+    seg = zoo.load_release(_release(VGG, num_classes=3, fc_features=4), release)
     extracted = tmp_path / "prototxt_and_model" / "train2_iter_20000.caffemodel"
     assert extracted.is_file() and not list(tmp_path.glob("**/*.part"))
     kernel = seg.variables["params"]["branch2"]["fc7"]["kernel"]
@@ -111,14 +118,14 @@ def test_deeplab_v2_zip_release_and_defaults(tmp_path, caffe_proto):
     np.testing.assert_allclose(seg.pad_pixel, (122.675, 116.669, 104.008))
     normalized = np.asarray(seg.normalize(jnp.array([[[[10.0, 20.0, 30.0]]]])))
     np.testing.assert_allclose(normalized.ravel(), [30 - 104.008, 20 - 116.669, 10 - 122.675])
-    assert zoo.build_deeplab_v2_vgg16(release, crop_size=65, num_classes=3, fc_features=4)\
-        .crop_size == (65, 65)  # fmt: skip
+    small = _release(VGG, num_classes=3, fc_features=4)
+    assert zoo.load_release(small, release, crop_size=65).crop_size == (65, 65)
 
     empty = tmp_path / "other.zip"
     with zipfile.ZipFile(empty, "w") as archive:
         archive.writestr("init.caffemodel", b"")
     with pytest.raises(FileNotFoundError, match="other.zip has no train2_iter_20000"):
-        zoo.build_deeplab_v2_vgg16(empty, num_classes=3, fc_features=4)
+        zoo.load_release(small, empty)
 
 
 def test_wrong_release_is_named(tmp_path, caffe_proto):
@@ -126,12 +133,12 @@ def test_wrong_release_is_named(tmp_path, caffe_proto):
     path = tmp_path / "vgg_aspp.caffemodel"
     caffe_proto.write_caffemodel(path, blobs)
     with pytest.raises(ValueError, match="vgg_aspp.caffemodel does not match.*fc8_voc12/0"):
-        zoo.build_deeplab_v1(path, num_classes=3, fc_features=4)
+        zoo.load_release(_release(V1, num_classes=3, fc_features=4), path)
     with pytest.raises(ValueError, match="output stride 8"):
-        zoo.build_deeplab_v2_vgg16(path, output_stride=16)
+        zoo.load_release(zoo.RELEASES[VGG], path, output_stride=16)
     # Wrong width: caught by the shape check against the model itself.
     with pytest.raises(ValueError, match="shapes do not match"):
-        zoo.build_deeplab_v2_vgg16(path, num_classes=3, fc_features=8)
+        zoo.load_release(_release(VGG, num_classes=3, fc_features=8), path)
 
 
 # Scale tags of DeepLab v2's multi-scale prototxt (deeplab_aspp_resnet101 train/test.prototxt:
