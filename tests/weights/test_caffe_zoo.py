@@ -8,6 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxseg.models.deeplab_v1 import DeepLabV1
+from jaxseg.models.deeplab_v2 import DeepLabV2VGG16
+from jaxseg.models.fcn import FCN8s, FCN16s, FCN32s, VGG16Classifier
+from jaxseg.models.segnet import SegNet, SegNetBasic
 from jaxseg.ops.pooling import avg_pool2d_count_pad, ceil_mode_pads
 from jaxseg.weights import caffe_models as convert
 from jaxseg.weights.caffe import flat_blobs, read_caffemodel
@@ -57,6 +61,49 @@ def test_entries_and_published_numbers():
     assert ENTRIES["segnet_basic_camvid"].num_classes == 11
     for entry in ENTRIES.values():
         assert entry.urls and all(u.startswith("http") for u in entry.urls)
+
+
+# The released architectures as the releases' deploy prototxts define them (docs/caffe_models.md,
+# "Semantics reproduced by model arguments"): FCN's 100-pixel pad, VALID fc6 and crops and its
+# stored final deconvolution; DeepLab's ceil-mode 3x3/2 pools, LargeFOV's 1024-wide fc6/fc7 and
+# `pool5a`, `Interp` zoom 8; SegNet's 3x3 classifier (`conv1_1_D`); SegNet-Basic's 64 channels.
+RELEASED_MODELS = {
+    "fcn32s_heavy_pascal": FCN32s(21, faithful_padding=True, learnable_final_upsampling=True),
+    "fcn16s_heavy_pascal": FCN16s(21, faithful_padding=True, learnable_final_upsampling=True),
+    "fcn8s_heavy_pascal": FCN8s(21, faithful_padding=True, learnable_final_upsampling=True),
+    "deeplab_largefov_voc12": DeepLabV1(
+        21, fc_features=1024, ceil_mode=True, pool5_avg=True, caffe_interp=True
+    ),
+    "deeplabv2_vgg16_voc12": DeepLabV2VGG16(
+        21, fc_features=1024, ceil_mode=True, caffe_interp=True
+    ),
+    "segnet_basic_camvid": SegNetBasic(11, features=64),
+    "segnet_driving_webdemo": SegNet(12, classifier_kernel_size=3),
+    "vgg16_ilsvrc": VGG16Classifier(1000, fc_features=4096),
+}
+
+
+def test_released_architectures_are_the_training_models():
+    from jaxseg.zoo import training
+
+    for name, model in RELEASED_MODELS.items():
+        assert training.model(f"zoo:{name}") == model, name
+    # DeepLab v2 ResNet-101 (MSC): Caffe's ResNet-101 (res4b1..res4b22: 3, 4, 23, 3 blocks)
+    # strides the 1x1 branch2a and rounds the stem pool up; inputs at 1, 0.75 and 0.5.
+    resnet = training.model("zoo:deeplabv2_resnet101_voc12")
+    assert (resnet.num_classes, resnet.output_stride, resnet.caffe_interp) == (21, 8, True)
+    assert tuple(resnet.multi_scale_inputs) == (0.75, 0.5)
+    backbone = resnet.backbone()
+    assert tuple(backbone.stage_sizes) == (3, 4, 23, 3) and backbone.base_width == 64
+    assert backbone.stride_in_1x1 and backbone.stem_pool_ceil_mode
+    # Another label set changes the classifier only; the output stride is the release's.
+    assert training.model(f"zoo:{V1}", num_classes=5) == RELEASED_MODELS[V1].clone(num_classes=5)
+    with pytest.raises(ValueError, match="output stride 8 only"):
+        training.model(f"zoo:{V1}", output_stride=16)
+    small = zoo.RELEASES["segnet_basic_camvid"].with_sizes(num_classes=3)
+    assert small.class_names == ("class_0", "class_1", "class_2")
+    with pytest.raises(ValueError, match="'stage_sizes' is not an argument of FCN8s"):
+        zoo.RELEASES["fcn8s_heavy_pascal"].with_sizes(stage_sizes=(1, 1, 1, 1))
 
 
 # In the authors' scripts (deeplab-public(-ver2) exper/run_pascal.sh: "Training #1 (on

@@ -150,9 +150,8 @@ class CaffeArch:
             elif key in theirs:
                 backbone_options[key] = value
             else:
-                raise ValueError(
-                    f"{self.model.__name__} (backbone {self.backbone}) has no argument {key!r}"
-                )
+                where = f" or of its backbone {self.backbone}" if self.backbone else ""
+                raise ValueError(f"{key!r} is not an argument of {self.model.__name__}{where}")
         return dataclasses.replace(self, options=options, backbone_options=backbone_options)
 
 
