@@ -183,6 +183,10 @@ class CaffeRelease:
     member: str | None = None
     scale_copies: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.labels is not None and self.labels not in LABEL_SETS:
+            raise ValueError(f"labels={self.labels!r}: choose one of {sorted(LABEL_SETS)}")
+
     def with_sizes(self, **sizes: Any) -> CaffeRelease:
         """The release with `arch.with_sizes(**sizes)`."""
         return dataclasses.replace(self, arch=self.arch.with_sizes(**sizes))
