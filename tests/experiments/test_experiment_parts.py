@@ -203,6 +203,24 @@ def test_label_offset_scores_like_deeplab_eval_with_ignore_label_zero():
     )
 
 
+def test_conv_layers_auto_is_the_cpu_forms_on_a_cpu(monkeypatch):
+    """The default `config.conv_layers="auto"` trains with the CPU forms where JAX runs on a
+    CPU (about twice as fast there) and the reference ops on accelerators."""
+    import jax
+
+    from jaxseg import nn as jaxseg_nn
+    from jaxseg import train
+
+    config = experiment.base_config()
+    assert config.conv_layers == "auto"
+    assert experiment.conv_layers(config) is jaxseg_nn.LAYER_FORMS["cpu"]
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert experiment.conv_layers(config) is jaxseg_nn.LAYER_FORMS["reference"]
+    config.conv_layers = "fast"
+    with pytest.raises(train.ConfigError, match="'fast'.*'auto'"):
+        experiment.conv_layers(config)
+
+
 def test_foreground_dataset_info_maps_every_object_to_one():
     config = ml_collections.ConfigDict({"dataset": "voc_segmentation/2012", "num_classes": 2})
     info = experiment.foreground_dataset_info(config, ("background", "pet"))
