@@ -27,12 +27,17 @@ flips, windows and the CRF, is the same code):
 - "jax" (the default): XLA, with the fastest exact conv forms of the backend;
 - "onnxruntime" (`pip install 'jaxseg[onnx]'`) or "litert" (`pip install 'jaxseg[tflite]'`):
   the network (normalisation included, reference conv forms) is exported for each canvas
-  shape on its first use, float32 in and logits out, and run by that runtime on CPU
-  (`jaxseg.runtimes.ExportedNetwork`). Their logits equal JAX's within 1e-4 of the largest
-  |logit|. The first call of each canvas shape pays the export: about 20 s (onnxruntime) and
-  60 s (litert) for the MobileNetV2 DeepLab v3 release at 513 on 2 cores, against 2 s of
-  JAX compilation; each test-time scale is another shape. On that machine LiteRT then runs
-  it 1.6x faster than JAX (benchmarks/RESULTS.md, "Segmenter runtimes").
+  shape on its first use, float32 in and logits out, kept in memory and run by that runtime
+  on CPU (`jaxseg.runtimes.ExportedNetwork`); the DeepLab protocol exports the network at its
+  own resolution likewise. Logits equal JAX's within 1e-4 of the largest |logit| (tested).
+
+First use costs more than JAX's compilation, once per canvas shape (each test-time scale is
+another shape; `replace` keeps what was exported). Measured on a shared 2-core AMD EPYC
+(benchmarks/RESULTS.md, "Segmenter runtimes"), first call on a 513 canvas, JAX's (compile and
+run) vs onnxruntime's / litert's export and load (litert: 3 s of it importing TensorFlow):
+MobileNetV2 DeepLab v3 release 5-6 s vs 5-8 s / 17-20 s; DeepLab v3 ResNet-50 15-16 s vs
+18-19 s / 38-40 s. After that, LiteRT ran the MobileNetV2 release 2.7-2.8x faster than JAX
+(onnxruntime 1.0-1.1x); on ResNet-50 the three were within 10% of each other.
 """
 
 from __future__ import annotations

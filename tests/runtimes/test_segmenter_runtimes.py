@@ -83,6 +83,8 @@ def normalize(images):
 IMAGES = np.random.default_rng(3).integers(0, 256, (2, 25, 30, 3), dtype=np.uint8)
 SCALES_AND_FLIP = dict(scales=(0.75, 1.0), flip=True)
 DEEPLAB_PROTOCOL = dict(multiscale="deeplab", scales=(1.0,), flip=True)
+# Windows of 16x16 every 8 rows, 7 columns: a batch of windows per network call.
+SLIDING_WINDOW = dict(sliding_window=((16, 16), (8, 7)), batch_size=3)
 
 
 def segmenter(spec, variables, runtime="jax", **options):
@@ -113,6 +115,8 @@ def family(request):
     }
     if spec.deeplab:
         reference["deeplab"] = jax_seg.replace(**DEEPLAB_PROTOCOL).logits(IMAGES[1])
+    else:
+        reference["windows"] = jax_seg.replace(**SLIDING_WINDOW).logits(IMAGES[1])
     return spec, variables, reference
 
 
@@ -151,6 +155,10 @@ def test_runtime_logits_equal_jax(family, runtime):
         protocol = exported.replace(**DEEPLAB_PROTOCOL)
         assert_close(protocol.logits(IMAGES[1]), reference["deeplab"])
         assert_labels(protocol(IMAGES[1]), reference["deeplab"])
+    if "windows" in reference:  # a U-Net's sliding windows: one more (small) canvas
+        windows = exported.replace(**SLIDING_WINDOW)
+        assert_close(windows.logits(IMAGES[1]), reference["windows"])
+        assert_labels(windows(IMAGES[1]), reference["windows"])
 
 
 def test_unknown_runtime_names_the_value_and_the_choices():

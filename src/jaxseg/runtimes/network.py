@@ -8,7 +8,7 @@ inside, logits out). On the first call with an image size `(h, w)` it is convert
 size and the result loaded into the runtime; later calls of that size reuse it:
 
 - "onnxruntime": jax2onnx with a dynamic batch, the variables as initialisers, run by
-  onnxruntime's CPU provider (`jaxseg.runtimes.onnx`);
+  onnxruntime's CPU provider on every core (`jaxseg.runtimes.onnx`);
 - "litert": jax2tf -> TFLiteConverter at batch 1 (builtin ops, float32), run by LiteRT's
   interpreter with XNNPACK on every core; batches are fed one image at a time
   (`jaxseg.runtimes.tflite`).
@@ -141,7 +141,7 @@ class ExportedNetwork:
             output_names=[OUTPUT_NAME],
             output_shapes={OUTPUT_NAME: ("batch", *out.shape[1:])},
         )
-        session = onnx_runtime.session(data)
+        session = onnx_runtime.session(data, threads=_cores())
         return lambda images: session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
 
     def _load_litert(self, height: int, width: int) -> Callable[[np.ndarray], np.ndarray]:
