@@ -180,3 +180,30 @@ def test_missing_runtime_package_names_the_extra(monkeypatch):
     with pytest.raises(ImportError, match=r"ai_edge_litert.*pip install 'jaxseg\[tflite\]'"):
         runtimes.check_runtime("litert")
     assert runtimes.check_runtime("jax") == "jax"
+
+
+def test_zoo_predict_passes_the_runtime_to_the_release(monkeypatch, tmp_path):
+    """`jaxseg-zoo predict NAME --runtime onnxruntime`: the flag reaches `zoo.load` and the
+    label PNG equals the JAX Segmenter's labels (a tiny U-Net stands in for the release)."""
+    from PIL import Image
+
+    from jaxseg import zoo, zoo_cli
+
+    spec = families()["unet"]
+    variables = random_variables(spec.model, (1, spec.crop, spec.crop, 3))
+    asked = {}
+
+    def load(name, **options):
+        asked.update(options, name=name)
+        runtime = options.pop("runtime")
+        options = {k: v for k, v in options.items() if k in ("scales", "flip", "batch_size")}
+        return segmenter(spec, variables, runtime, **options)
+
+    monkeypatch.setattr(zoo, "load", load)
+    Image.fromarray(IMAGES[0]).save(tmp_path / "photo.png")
+    argv = ["predict", "tiny_release", "--input", str(tmp_path / "photo.png")]
+    assert zoo_cli.main([*argv, "--output", str(tmp_path / "out"), "--runtime", "onnxruntime"]) == 0
+    assert asked["name"] == "tiny_release" and asked["runtime"] == "onnxruntime"
+    labels = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
+    reference = segmenter(spec, variables).logits(IMAGES[0])
+    assert_labels(labels, reference)
