@@ -78,6 +78,21 @@ def random_variables(model, size: int, seed: int = 0):
     return jax.tree_util.tree_map_with_path(fill, abstract)
 
 
+def fed_as(zoo_seg: Segmenter, model, variables, size: int) -> Segmenter:
+    """A `Segmenter` of `model` and `variables` fed as the zoo's release is: its
+    normalisation, class names, padding, canvas rule and resize convention."""
+    return Segmenter(
+        model,
+        variables,
+        normalize=zoo_seg.normalize,
+        class_names=zoo_seg.class_names,
+        crop_size=size,
+        pad_pixel=zoo_seg.pad_pixel,
+        bucket=zoo_seg.bucket,
+        align_corners=zoo_seg.align_corners,
+    )
+
+
 def segmenter_runtimes(args: argparse.Namespace) -> None:
     """The `--segmenter` table: `Segmenter.logits(image)` per runtime, calls alternating."""
     common.print_context(["tensorflow-cpu", "jax2onnx", "onnxruntime", "ai-edge-litert"])
@@ -89,16 +104,7 @@ def segmenter_runtimes(args: argparse.Namespace) -> None:
     print(f"model: {name} (random weights), {args.size}x{args.size}, one image a call")
     variables = random_variables(model, args.size)
     zoo_seg = deeplab_models.build_segmenter(release, variables, crop_size=args.size)
-    jax_seg = Segmenter(
-        model,
-        variables,
-        normalize=zoo_seg.normalize,
-        class_names=zoo_seg.class_names,
-        crop_size=args.size,
-        pad_pixel=zoo_seg.pad_pixel,
-        bucket=zoo_seg.bucket,
-        align_corners=zoo_seg.align_corners,
-    )
+    jax_seg = fed_as(zoo_seg, model, variables, args.size)
     image = np.random.default_rng(1).integers(0, 256, (args.size, args.size, 3), np.uint8)
     segs = {r: jax_seg.replace(runtime=r) for r in ("onnxruntime", "litert")}
     segs = {"jax": jax_seg, **segs}
@@ -175,16 +181,8 @@ def main() -> None:
     reference = None
     for form in ("reference", "cpu"):
         # The zoo's Segmenter with the network's convs computed in `form` (same variables).
-        form_seg = Segmenter(
-            release.arch.model().clone(conv=conv_layers(form).conv),
-            variables,
-            normalize=seg.normalize,
-            class_names=seg.class_names,
-            crop_size=args.size,
-            pad_pixel=seg.pad_pixel,
-            bucket=seg.bucket,
-            align_corners=seg.align_corners,
-        )
+        form_model = release.arch.model().clone(conv=conv_layers(form).conv)
+        form_seg = fed_as(seg, form_model, variables, args.size)
         start = time.perf_counter()
         logits = form_seg.logits(image)
         first = time.perf_counter() - start
