@@ -207,3 +207,25 @@ def test_zoo_predict_passes_the_runtime_to_the_release(monkeypatch, tmp_path):
     labels = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
     reference = segmenter(spec, variables).logits(IMAGES[0])
     assert_labels(labels, reference)
+
+
+def test_a_refused_conversion_names_the_runtime_and_the_default(monkeypatch):
+    from jaxseg.runtimes import onnx as onnx_runtime
+
+    def refuse(fn, inputs, *, model_name, **kwargs):
+        raise runtimes.ConversionError(
+            f"ONNX cannot express {model_name}: jax2onnx has no conversion for the operation "
+            "'made_up'",
+            refused=True,
+        )
+
+    monkeypatch.setattr(onnx_runtime, "convert", refuse)
+    spec = families()["unet"]
+    variables = random_variables(spec.model, (1, spec.crop, spec.crop, 3))
+    seg = segmenter(spec, variables, "onnxruntime")
+    with pytest.raises(runtimes.ConversionError) as e:
+        seg(IMAGES[0])
+    message = str(e.value)
+    assert message.startswith("runtime='onnxruntime': ONNX cannot express UNet")
+    assert "'made_up'" in message and message.endswith("use runtime='jax' (the default)")
+    assert seg._exported.first_use_seconds == {}  # nothing kept: the next call tries again
