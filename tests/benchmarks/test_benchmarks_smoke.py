@@ -85,7 +85,7 @@ def test_export_runtimes_benchmark_smoke():
     _assert_context(out)
     header = _table_header(out, "| runtime |")
     assert "median ms" in header and "max rel. logit diff" in header
-    for runtime in ("| jaxseg (JAX)", "| ONNX in onnxruntime", "| TFLite float32 in ai-edge-litert"):
+    for runtime in ("| jaxseg (JAX)", "| ONNX in onnxruntime", "| TFLite float32 in ai-edge"):
         assert runtime in out
 
 
