@@ -173,6 +173,36 @@ def test_accumulate_is_int64_and_sums():
         metrics.accumulate(total, np.zeros((3, 3), np.int32))
 
 
+def test_sum_counts_sums_trees_in_int64_reading_each_item_one_late():
+    """The one scoring loop: int64 sums of `{"plain", "crf"}` trees; item i is read only
+    after item i + 1 was produced (the device works while the host adds); an empty stream
+    is (None, 0)."""
+    rng = np.random.default_rng(0)
+    items = [
+        {"plain": rng.integers(0, 2**31 - 1, (3, 3), np.int32), "crf": np.eye(3, dtype=np.int32)}
+        for _ in range(4)
+    ]
+    events = []
+
+    def produce():
+        for i, item in enumerate(items):
+            events.append(("made", i))
+            yield item
+
+    def read(item):
+        events.append(("read", next(i for i, x in enumerate(items) if x is item)))
+        return item
+
+    total, count = metrics.sum_counts(produce(), read=read)
+    assert count == 4
+    assert total["plain"].dtype == np.int64
+    np.testing.assert_array_equal(total["plain"], sum(x["plain"].astype(np.int64) for x in items))
+    np.testing.assert_array_equal(total["crf"], 4 * np.eye(3))
+    for i in range(3):
+        assert events.index(("made", i + 1)) < events.index(("read", i))
+    assert metrics.sum_counts(iter(())) == (None, 0)
+
+
 # -- scores -----------------------------------------------------------------------------------
 
 

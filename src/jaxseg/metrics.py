@@ -36,8 +36,9 @@ the host in int64 with `accumulate`.
 
 from __future__ import annotations
 
+import collections
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
@@ -49,6 +50,7 @@ from jaxseg.labels import IGNORE_LABEL
 
 __all__ = [
     "accumulate",
+    "sum_counts",
     "confusion_matrix",
     "format_table",
     "frequency_weighted_iou",
@@ -137,6 +139,45 @@ def accumulate(total: np.ndarray | None, cm: ArrayLike) -> np.ndarray:
     if total.shape != cm.shape:
         raise ValueError(f"total has shape {total.shape} but cm has shape {cm.shape}")
     return total.astype(np.int64) + cm
+
+
+def sum_counts(
+    counts: Iterable[Any], read: Callable[[Any], Any] | None = None
+) -> tuple[Any | None, int]:
+    """The one scoring loop: sums a stream of confusion matrices into int64 host totals.
+
+    Every evaluation in jaxseg ends here: the training loop's (one sharded, jitted eval step per
+    batch, `jaxseg.train.evaluate`) and the per-image one (`jaxseg.scoring`: a `Segmenter` with
+    its canvas, test-time protocol and CRF, as release evaluation and `--mode=eval` run it).
+    Each item is read back one item late, so an accelerator computes item `i + 1` while the
+    host adds item `i`.
+
+    Args:
+      counts: confusion matrices, or pytrees of them (e.g. `{"plain": cm, "crf": cm}`), as
+        device or host arrays; consumed lazily.
+      read: turns an item into host arrays where `np.asarray` would not (e.g.
+        `jaxseg.train.parallel.to_host` for global arrays of a multi-process run).
+
+    Returns:
+      (the int64 sum, the same pytree structure; None if `counts` was empty), number of items.
+    """
+    total = None
+    pending: collections.deque = collections.deque()
+    count = 0
+
+    def add(total: Any, item: Any) -> Any:
+        item = read(item) if read is not None else item
+        item = jax.tree_util.tree_map(lambda cm: np.asarray(cm).astype(np.int64), item)
+        return item if total is None else jax.tree_util.tree_map(accumulate, total, item)
+
+    for item in counts:
+        pending.append(item)
+        count += 1
+        if len(pending) > 1:
+            total = add(total, pending.popleft())
+    while pending:
+        total = add(total, pending.popleft())
+    return total, count
 
 
 def pixel_accuracy(cm: ArrayLike, *, out_of_range: bool = False) -> float:

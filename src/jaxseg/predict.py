@@ -4,7 +4,7 @@
         [--checkpoint best|latest|STEP] [--scales 0.5 0.75 1 1.25 1.5 1.75] [--flip] [--crf] \\
         [--sliding-window 513 [--stride 342]] [--legend] [--config.model.output_stride=8]
     python -m jaxseg.predict --model zoo:NAME --input photos/ --output predictions/ \\
-        [--checkpoint LOCAL_FILE]
+        [--checkpoint LOCAL_FILE] [--runtime jax|onnxruntime|litert]
 
 `--model zoo:NAME` runs a model of `jaxseg.zoo` (`python -m jaxseg.zoo list`) with its own
 preprocessing and evaluation canvas, no experiment file needed; without `--checkpoint` the
@@ -25,6 +25,10 @@ palette and resize convention are the run's (`jaxseg.experiment.load_segmenter`)
 may change evaluation settings such as `--config.model.output_stride=8` for DeepLab; a value
 that contradicts how the run was trained is refused, naming both. `--checkpoint` picks the
 checkpoint as `--mode=eval` does (default: the best by validation mIoU, else the latest).
+
+`--runtime onnxruntime|litert` runs the network in an exported runtime on CPU instead of JAX
+(`Segmenter(runtime=...)`): same labels, the network exported once per canvas shape on its
+first use (tens of seconds for a 513 canvas; each test-time scale is another shape).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from jaxseg import debug, figures, viz, zoo
+from jaxseg import debug, figures, runtimes, viz, zoo
 from jaxseg.experiment import load_segmenter, runs
 from jaxseg.images import NotAnImageError, read_rgb  # noqa: F401  (re-exported)
 from jaxseg.segmenter import Segmenter
@@ -214,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_size_arg,
         help="--model only: evaluation canvas N or HxW (default: the release's)",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=runtimes.RUNTIMES,
+        default="jax",
+        help="what runs the network: jax (default), or onnxruntime / litert on CPU, exported "
+        "per canvas shape on first use (pip install 'jaxseg[onnx]' / 'jaxseg[tflite]')",
+    )
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     parser.add_argument(
         "--legend",
@@ -268,6 +279,10 @@ def _predict_one(
 def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
     """The command; returns the exit status (0 ok, 1 if some image failed)."""
     check_numeric_options(args)
+    try:
+        runtimes.check_runtime(args.runtime)
+    except (ValueError, ImportError) as e:
+        raise PredictError(f"--runtime {args.runtime}: {e}") from None
     inputs = list_inputs(Path(args.input))
     output = Path(args.output)
     input_dir = Path(args.input) if Path(args.input).is_dir() else Path(args.input).parent
@@ -299,6 +314,7 @@ def run(args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
         bucket=bucket,
         sliding_window=(args.sliding_window, args.stride) if args.sliding_window else None,
         batch_size=args.batch_size,
+        runtime=args.runtime,
     )
     return _run_with(args, inputs, output, plan, segmenter)
 
@@ -335,6 +351,7 @@ def load_release(args: argparse.Namespace, overrides: Sequence[str]) -> Segmente
             scales=args.scales,
             flip=args.flip,
             batch_size=args.batch_size,
+            runtime=args.runtime,
         )
     except KeyError as e:
         raise PredictError(f"--model {args.model}: {e.args[0]}") from None

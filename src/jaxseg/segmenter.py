@@ -22,6 +22,24 @@ The network is compiled once per canvas shape. On a CPU the variables are compil
 program as constants (`jaxseg.inference_forms.weights_as_constants`: XLA then folds the
 BatchNorms' per-channel arithmetic at compile time; each compiled canvas shape holds its own
 copy of the weights). Elsewhere they are passed as an argument.
+
+`runtime` chooses what runs that network call (everything else, padding, cropping, scales,
+flips, windows and the CRF, is the same code):
+
+- "jax" (the default): XLA, with the fastest exact conv forms of the backend;
+- "onnxruntime" (`pip install 'jaxseg[onnx]'`) or "litert" (`pip install 'jaxseg[tflite]'`):
+  the network (normalisation included, reference conv forms) is exported for each canvas
+  shape on its first use, float32 in and logits out, kept in memory and run by that runtime
+  on CPU (`jaxseg.runtimes.ExportedNetwork`); the DeepLab protocol exports the network at its
+  own resolution likewise. Logits equal JAX's within 1e-4 of the largest |logit| (tested).
+
+First use costs more than JAX's compilation, once per canvas shape (each test-time scale is
+another shape; `replace` keeps what was exported). Measured on a shared 2-core AMD EPYC
+(benchmarks/RESULTS.md, "Segmenter runtimes"), first call on a 513 canvas, JAX's (compile and
+run) vs onnxruntime's / litert's export and load (litert: 3 s of it importing TensorFlow):
+MobileNetV2 DeepLab v3 release 5-6 s vs 5-8 s / 17-20 s; DeepLab v3 ResNet-50 15-16 s vs
+18-19 s / 38-40 s. After that, LiteRT ran the MobileNetV2 release 2.7-2.8x faster than JAX
+(onnxruntime 1.0-1.1x); on ResNet-50 the three were within 10% of each other.
 """
 
 from __future__ import annotations
@@ -36,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from jaxseg import inference
+from jaxseg import inference, runtimes
 from jaxseg.images import to_rgb
 from jaxseg.inference_forms import (
     compiler_options_for_backend,
@@ -93,6 +111,7 @@ class Segmenter:
       model, variables: the Flax module and its `{"params", "batch_stats"}`.
       class_names: one name per output channel.
       palette: uint8 `[N, 3]` colours for label maps (N >= number of classes).
+      runtime: what runs the network: "jax", "onnxruntime" or "litert" (module docstring).
     """
 
     def __init__(
@@ -113,6 +132,7 @@ class Segmenter:
         align_corners: bool = False,
         crf: Mapping[str, float] | None = None,
         multiscale: Literal["resize", "deeplab"] = "resize",
+        runtime: str = "jax",
     ):
         # scales > 0, bucket sizes >= 1, window stride <= window (else pixels between windows
         # stay 0), batch size >= 1
@@ -126,6 +146,8 @@ class Segmenter:
                 f"multiscale='deeplab' needs a DeepLab v3/v3+ model (upsample_logits), "
                 f"got {type(model).__name__}"
             )
+        # a known runtime whose packages are installed (before any work is done)
+        runtimes.check_runtime(runtime)
         if len(tuple(pad_pixel)) != 3:
             raise ValueError(f"pad_pixel must be an RGB triple, got {tuple(pad_pixel)!r}")
         # The fastest exact forms for this backend (on a CPU: jaxseg.ops.cpu's convolutions).
@@ -147,6 +169,7 @@ class Segmenter:
         self.align_corners = bool(align_corners)
         self.crf = dict(crf) if crf is not None else None
         self.multiscale = multiscale
+        self.runtime = runtime
         self._network = _compiled(
             lambda v, x: inference.predict_logits(model.apply, v, normalize(x)), variables
         )
@@ -155,10 +178,14 @@ class Segmenter:
             crop_size=crop_size, pad_pixel=self.pad_pixel, bucket=bucket, scales=self.scales,
             flip=self.flip, sliding_window=sliding_window, batch_size=self.batch_size,
             align_corners=self.align_corners, crf=self.crf, multiscale=multiscale,
+            runtime=runtime,
         )  # fmt: skip
 
     def replace(self, **changes: Any) -> Segmenter:
         """The same network and weights with other `Segmenter` options (scales, flip, crf, ...).
+
+        With the same `runtime` and `normalize` the network compiled or exported so far is
+        shared, not built again.
 
         Raises:
           TypeError naming an unknown option; ValueError as the constructor does.
@@ -168,7 +195,14 @@ class Segmenter:
             raise TypeError(
                 f"unknown Segmenter option(s) {unknown}; known: {sorted(self._options)}"
             )
-        return type(self)(self.model, self.variables, **{**self._options, **changes})
+        new = type(self)(self.model, self.variables, **{**self._options, **changes})
+        if new.runtime == self.runtime and new.normalize is self.normalize:
+            # The same network call: keep what was compiled or exported for it.
+            new._network = self._network
+            for name in ("_exported", "_network_resolution"):
+                if name in self.__dict__:
+                    new.__dict__[name] = self.__dict__[name]
+        return new
 
     @property
     def num_classes(self) -> int:
@@ -176,7 +210,24 @@ class Segmenter:
 
     def _apply(self, images: jax.Array) -> jax.Array:
         """Raw RGB `[B, h, w, 3]` -> logits `[B, h, w, C]` (normalisation included)."""
+        if self.runtime != "jax":
+            return self._exported(images)
         return self._network(images)
+
+    def _export_network(self, model: nn.Module) -> runtimes.ExportedNetwork:
+        """`model`'s network call (reference conv forms) in the exported `self.runtime`."""
+        model, normalize = runtimes.with_reference_convs(model), self.normalize
+        return runtimes.ExportedNetwork(
+            lambda v, x: inference.predict_logits(model.apply, v, normalize(x)),
+            self.variables,
+            self.runtime,
+            name=type(model).__name__,
+        )
+
+    @functools.cached_property
+    def _exported(self) -> runtimes.ExportedNetwork:
+        """`_apply`'s network in an exported runtime, converted per canvas shape."""
+        return self._export_network(self.model)
 
     def _canvas(self, height: int, width: int) -> tuple[int, int]:
         crop = self.crop_size
@@ -232,6 +283,8 @@ class Segmenter:
     def _network_resolution(self) -> Callable[[jax.Array], jax.Array]:
         """`raw RGB [1, h, w, 3] -> logits at the network's own resolution`."""
         model, normalize = self.model.clone(upsample_logits=False), self.normalize
+        if self.runtime != "jax":  # the runtime's copy holds `self.variables`
+            return self._export_network(model)
         return _compiled(lambda v, x: model.apply(v, normalize(x), train=False), self.variables)
 
     def _logits_same_size(self, images: np.ndarray) -> np.ndarray:

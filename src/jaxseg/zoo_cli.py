@@ -6,9 +6,9 @@
     python -m jaxseg.zoo evaluate NAME --dataset voc_segmentation/2012 --data-dir DIR
 
 `predict NAME ...` is `python -m jaxseg.predict --model zoo:NAME ...`: the same options
-(`--checkpoint`, `--output-stride`, `--crop-size`, `--legend`, `--overwrite`, ...), the same
-outputs (`<name>.png`, a palette PNG of class indices, and `<name>_overlay.jpg`) and the same
-refusal to replace existing files.
+(`--checkpoint`, `--output-stride`, `--crop-size`, `--runtime`, `--legend`, `--overwrite`,
+...), the same outputs (`<name>.png`, a palette PNG of class indices, and
+`<name>_overlay.jpg`) and the same refusal to replace existing files.
 
 `evaluate NAME` scores the release on a prepared TFDS dataset (`--dataset`, `--data-dir`,
 `--split`) by each of its published protocols and prints the published number beside the

@@ -101,6 +101,16 @@ def test_cpu_options_benchmark_smoke():
     assert "| segmenter |" in out and "| constants |" in out
 
 
+def test_export_runtimes_benchmark_smoke():
+    """JAX, onnxruntime and LiteRT in one table, each row checked against JAX's logits."""
+    out = _run("export_runtimes.py")
+    _assert_context(out)
+    header = _table_header(out, "| runtime |")
+    assert "median ms" in header and "max rel. logit diff" in header
+    for runtime in ("| jaxseg (JAX)", "| ONNX in onnxruntime", "| TFLite float32 in ai-edge"):
+        assert runtime in out
+
+
 def test_flops_counts_known_convolution_and_matmul():
     sys.path.insert(0, str(BENCHMARKS))
     try:

@@ -21,7 +21,7 @@ def build(name: str, data_dir, manual_dir):
     """Prepare TFDS dataset ``name`` from ``manual_dir`` into ``data_dir``; returns the builder."""
     import tensorflow_datasets as tfds
 
-    import jaxseg.data  # noqa: F401  (registers the builders)
+    import jaxseg.data.builders  # noqa: F401  (registers the builders)
 
     builder = tfds.builder(name, data_dir=os.fspath(data_dir))
     builder.download_and_prepare(

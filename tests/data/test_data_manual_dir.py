@@ -30,7 +30,7 @@ def _listing(root):
 
 @pytest.mark.parametrize("name", ["voc_segmentation/2012", "voc_segmentation/2012_aug", "camvid"])
 def test_typo_in_manual_dir_downloads_nothing_and_leaves_nothing(name, tmp_path, no_network):
-    import jaxseg.data  # noqa: F401  (registers the builders)
+    import jaxseg.data.builders  # noqa: F401  (registers the builders)
 
     data_dir = tmp_path / "data"
     (tmp_path / "manual").mkdir()
@@ -45,7 +45,7 @@ def test_typo_in_manual_dir_downloads_nothing_and_leaves_nothing(name, tmp_path,
 
 
 def test_half_extracted_voc_lists_the_missing_folders(tmp_path, no_network):
-    import jaxseg.data  # noqa: F401
+    import jaxseg.data.builders  # noqa: F401
 
     manual = tmp_path / "manual"
     demo.write_voc_tree(manual, num_train=2, num_val=1, seed=0, image_size=(24, 32))
@@ -69,7 +69,7 @@ def test_half_extracted_voc_lists_the_missing_folders(tmp_path, no_network):
 
 
 def test_voc_without_sbd_for_2012_aug_names_sbd(tmp_path, no_network):
-    import jaxseg.data  # noqa: F401
+    import jaxseg.data.builders  # noqa: F401
 
     manual = tmp_path / "manual"
     demo.write_voc_tree(manual, num_train=2, num_val=1, seed=0, image_size=(24, 32))

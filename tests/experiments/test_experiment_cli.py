@@ -120,6 +120,10 @@ def _main(module, argv):
         (["--config.normalization=caffe"], "config.normalization='caffe'"),
         (["--config.eval_scales=(1.0, 0.0)"], "eval_scales=(1.0, 0.0) must be > 0"),
         (["--config.sliding_window=-64"], "sliding_window=-64 must be a window size >= 1"),
+        (
+            ["--config.dataset=ade20k_scene_parsing", "--config.num_classes=150"],
+            "--demo generates VOC- or CamVid-like data, not 'ade20k_scene_parsing'",
+        ),
     ],
 )
 def test_bad_config_stops_before_data_or_compilation(v3plus, tmp_path, capsys, args, message):

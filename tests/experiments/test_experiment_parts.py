@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from jaxseg import experiment
+from jaxseg import experiment, metrics
 from jaxseg.data.pipeline import transforms
 from jaxseg.models import PatchClassifier
 
@@ -160,6 +160,65 @@ def test_the_scoring_loop_counts_each_image_at_its_own_size():
         expected[t, g] += 1
     assert n == 2
     np.testing.assert_array_equal(counts["plain"], expected)
+
+
+def test_label_offset_scores_like_deeplab_eval_with_ignore_label_zero():
+    """DeepLab's ADE20K release: 151 outputs, output 0 = "other"; jaxseg's labels hold other as
+    255 and classes shifted to 0..149. With `label_offset=1` the scores must be those of
+    DeepLab's eval.py (research/deeplab/eval.py, ADE20K `ignore_label=0`, `num_classes=151`):
+    `tf.compat.v1.metrics.mean_iou` over all outputs, weights 0 on "other", "other"
+    predictions counted as errors and "other" in the mean with IoU 0."""
+    import types
+
+    from jaxseg import scoring
+
+    rng = np.random.default_rng(4)
+    raw = rng.integers(0, 5, (6, 9))  # the archive's values: 0 = other, 1..4 classes
+    predicted = rng.integers(0, 5, (6, 9))  # argmax over 5 outputs, "other" (0) included
+    assert np.any((predicted == 0) & (raw > 0))  # "other" predicted on labelled pixels
+    labels = np.where(raw == 0, 255, raw - 1)  # jaxseg's ADE20K label table
+    seg = types.SimpleNamespace(num_classes=5, logits=lambda image: np.eye(5)[predicted])
+    pairs = [(np.zeros((6, 9, 3)), labels)]
+    counts, _ = scoring.confusion_matrices(seg, pairs, label_offset=1)
+    ours = metrics.summarize(counts["plain"], list("oabcd"), out_of_range=True)
+
+    with tf.Graph().as_default():
+        flat_labels = tf.constant(raw.reshape(-1))
+        weights = tf.cast(tf.not_equal(flat_labels, 0), tf.float32)
+        miou, update = tf.compat.v1.metrics.mean_iou(
+            flat_labels, tf.constant(predicted.reshape(-1)), 5, weights=weights
+        )
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.local_variables_initializer())
+            session.run(update)
+            official = session.run(miou)
+    assert ours["miou"] == pytest.approx(float(official), rel=1e-6)
+    labelled = raw > 0
+    accuracy = np.mean(predicted[labelled] == raw[labelled])
+    assert ours["pixel_accuracy"] == pytest.approx(accuracy)
+    # Without the offset the same predictions would meet the wrong labels.
+    plain, _ = scoring.confusion_matrices(seg, pairs)
+    assert metrics.summarize(plain["plain"], list("oabcd"), out_of_range=True)["miou"] != (
+        pytest.approx(float(official))
+    )
+
+
+def test_conv_layers_auto_is_the_cpu_forms_on_a_cpu(monkeypatch):
+    """The default `config.conv_layers="auto"` trains with the CPU forms where JAX runs on a
+    CPU (about twice as fast there) and the reference ops on accelerators."""
+    import jax
+
+    from jaxseg import nn as jaxseg_nn
+    from jaxseg import train
+
+    config = experiment.base_config()
+    assert config.conv_layers == "auto"
+    assert experiment.conv_layers(config) is jaxseg_nn.LAYER_FORMS["cpu"]
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert experiment.conv_layers(config) is jaxseg_nn.LAYER_FORMS["reference"]
+    config.conv_layers = "fast"
+    with pytest.raises(train.ConfigError, match="'fast'.*'auto'"):
+        experiment.conv_layers(config)
 
 
 def test_foreground_dataset_info_maps_every_object_to_one():

@@ -195,6 +195,21 @@ def test_single_file_multiscale_and_sliding_window(run, inputs, tmp_path):
     assert Image.open(output / "grey.png").size == (23, 17)
 
 
+def test_exported_runtime_gives_the_same_labels(run, inputs, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("jax2onnx")
+    output = tmp_path / "out"
+    assert _cli(run, inputs / "odd.png", output, "--runtime", "onnxruntime") == 0
+    labels = np.asarray(Image.open(output / "odd.png"))
+    np.testing.assert_array_equal(labels, _expected_labels(run, inputs / "odd.png"))
+    with pytest.raises(SystemExit) as exit_info:
+        _cli(run, inputs / "odd.png", tmp_path / "other", "--runtime", "tensorrt")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "'tensorrt'" in err and "jax" in err and "onnxruntime" in err and "litert" in err
+    assert not (tmp_path / "other").exists()
+
+
 def test_failed_image_leaves_no_output(run, inputs, tmp_path, monkeypatch, capsys):
     real_save = viz.save_image
 

@@ -281,8 +281,9 @@ for key, job in jobs.items():
     elif loader == "deeplab_models.load_release":
         release = deeplab_models.Release(DeepLabArch(**tuples(job["arch"])), **kwargs)
         segmenter = deeplab_models.load_release(release, path)
-    else:
-        segmenter = getattr(caffe_models, loader)(path, **kwargs)
+    else:  # a Caffe entry's release with smaller sizes
+        release = caffe_models.RELEASES[job["release"]].with_sizes(**tuples(job["sizes"]))
+        segmenter = caffe_models.load_release(release, path, **tuples(kwargs))
     for i, image in enumerate(job["images"]):
         out[f"{key}/{i}"] = segmenter.logits(np.load(image))
 np.savez(sys.argv[2], **out)
@@ -332,10 +333,11 @@ def _tf_slim_jobs(jobs: Jobs, tf_slim_tests, release) -> None:
     )
 
 
-# Each Caffe builder runs on a net in its release's layout (widths reduced where the
-# architecture allows), with OpenCV's Caffe runtime on the same file as the reference. The nets
-# follow tests/weights/test_caffe_opencv.py (`co`), whose helpers they use; `co.zoo` is
-# jaxseg.zoo.caffe_models, read for its mean pixels as `co` does.
+# Each Caffe entry's release runs on a net in its layout (sizes reduced where the architecture
+# allows, `CaffeRelease.with_sizes`), with OpenCV's Caffe runtime on the same file as the
+# reference. The nets follow tests/weights/test_caffe_opencv.py (`co`), whose helpers and
+# mean pixels (written there from the authors' files) they use.
+CAFFE = "caffe_models.load_release"
 
 
 def _bgr_minus(image: np.ndarray, mean) -> np.ndarray:
@@ -369,10 +371,13 @@ def _fcn_jobs(jobs: Jobs, caffe_proto, co) -> None:
             offset,
         )
         image = co._image(h, w, stride)
-        net_input = _bgr_minus(image, co.zoo.FCN_MEAN_BGR)
+        net_input = _bgr_minus(image, co.FCN_MEAN_BGR)
         caffemodel, theirs = _opencv(jobs, caffe_proto, p, f"fcn{stride}s", net_input)
-        kwargs = {"stride": stride, "num_classes": classes, "fc_features": fc}
-        jobs.add(f"fcn{stride}s", "build_fcn", caffemodel, kwargs, [(image, theirs)])
+        sizes = {"num_classes": classes, "fc_features": fc}
+        release = f"fcn{stride}s_heavy_pascal"
+        jobs.add(
+            f"fcn{stride}s", CAFFE, caffemodel, {}, [(image, theirs)], release=release, sizes=sizes
+        )
 
 
 def _deeplab_caffe_jobs(jobs: Jobs, caffe_proto, co) -> None:
@@ -392,8 +397,16 @@ def _deeplab_caffe_jobs(jobs: Jobs, caffe_proto, co) -> None:
     theirs = caffe_proto.opencv_forward(
         folder / "deploy.prototxt", caffemodel, co._deeplab_input(image)
     )[:h, :w]
-    kwargs = {"num_classes": classes, "fc_features": fc, "crop_size": [h, w]}
-    jobs.add("deeplab_v1", "build_deeplab_v1", caffemodel, kwargs, [(image, theirs)])
+    sizes = {"num_classes": classes, "fc_features": fc}
+    jobs.add(
+        "deeplab_v1",
+        CAFFE,
+        caffemodel,
+        {"crop_size": [h, w]},
+        [(image, theirs)],
+        release="deeplab_largefov_voc12",
+        sizes=sizes,
+    )
 
     # v2 VGG16 ASPP-L: four LargeFOV branches summed.
     h, w, classes, fc = 40, 35, 3, 8
@@ -408,9 +421,15 @@ def _deeplab_caffe_jobs(jobs: Jobs, caffe_proto, co) -> None:
     p.interp("fc8_interp", p.eltwise("fc8_voc12", scores), "zoom_factor: 8")
     image = co._image(h, w, 12)
     caffemodel, theirs = _opencv(jobs, caffe_proto, p, "deeplab_v2_vgg16", co._deeplab_input(image))
-    kwargs = {"num_classes": classes, "fc_features": fc, "crop_size": [h, w]}
+    sizes = {"num_classes": classes, "fc_features": fc}
     jobs.add(
-        "deeplab_v2_vgg16", "build_deeplab_v2_vgg16", caffemodel, kwargs, [(image, theirs[:h, :w])]
+        "deeplab_v2_vgg16",
+        CAFFE,
+        caffemodel,
+        {"crop_size": [h, w]},
+        [(image, theirs[:h, :w])],
+        release="deeplabv2_vgg16_voc12",
+        sizes=sizes,
     )
 
     # v2 ResNet (reduced depth and width): three input scales fused by max.
@@ -428,8 +447,16 @@ def _deeplab_caffe_jobs(jobs: Jobs, caffe_proto, co) -> None:
     caffemodel, theirs = _opencv(
         jobs, caffe_proto, p, "deeplab_v2_resnet", co._deeplab_input(image)
     )
-    kwargs = {"num_classes": 3, "stage_sizes": stages, "base_width": base, "crop_size": [h, w]}
-    jobs.add("deeplab_v2_resnet", "build_deeplab_v2_resnet", caffemodel, kwargs, [(image, theirs)])
+    sizes = {"num_classes": 3, "stage_sizes": stages, "base_width": base}
+    jobs.add(
+        "deeplab_v2_resnet",
+        CAFFE,
+        caffemodel,
+        {"crop_size": [h, w]},
+        [(image, theirs)],
+        release="deeplabv2_resnet101_voc12",
+        sizes=sizes,
+    )
 
 
 def _segnet_jobs(jobs: Jobs, caffe_proto, co) -> None:
@@ -461,7 +488,15 @@ def _segnet_jobs(jobs: Jobs, caffe_proto, co) -> None:
         caffemodel, theirs = _opencv(
             jobs, caffe_proto, p, "segnet", image[..., ::-1].astype(np.float32)
         )
-        jobs.add("segnet", "build_segnet", caffemodel, {"num_classes": classes}, [(image, theirs)])
+        jobs.add(
+            "segnet",
+            CAFFE,
+            caffemodel,
+            {},
+            [(image, theirs)],
+            release="segnet_driving_webdemo",
+            sizes={"num_classes": classes},
+        )
 
         # SegNet-Basic at the release's size (64 features, 11 classes): through `zoo.load`.
         h, w, width = 45, 60, 64
@@ -514,17 +549,20 @@ def _vgg16_job(jobs: Jobs, caffe_proto, co) -> None:
     prototxt, caffemodel = p.write(jobs.folder("vgg16"))
     image = co._image(224, 224, 16)
     net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
-    net.setInput(
-        np.ascontiguousarray(_bgr_minus(image, co.zoo.VGG_MEAN_BGR).transpose(2, 0, 1)[None])
-    )
+    net.setInput(np.ascontiguousarray(_bgr_minus(image, co.VGG_MEAN_BGR).transpose(2, 0, 1)[None]))
     theirs = np.broadcast_to(net.forward().reshape(classes), (224, 224, classes))  # one window
-    kwargs = {"num_classes": classes, "fc_features": fc}
-    jobs.add("vgg16", "build_vgg16_ilsvrc", caffemodel, kwargs, [(image, theirs)])
+    sizes = {"num_classes": classes, "fc_features": fc}
+    jobs.add("vgg16", CAFFE, caffemodel, {}, [(image, theirs)], release="vgg16_ilsvrc", sizes=sizes)
 
 
 def _loader_name(load) -> str:
-    """`build_fcn` for `functools.partial(build_fcn, stride=8)`, and so on."""
-    return getattr(load, "func", load).__name__
+    """What an entry's `load` runs: `deeplab_models.load_release`, and for a Caffe release
+    `caffe_models.load_release` with its converter (`.../fcn_spec`), one per Caffe layout."""
+    func = getattr(load, "func", load)
+    name = f"{func.__module__.rpartition('.')[2]}.{func.__name__}"
+    release = load.args[0] if getattr(load, "args", ()) else None
+    converter = getattr(release, "converter", None)
+    return f"{name}/{converter.__name__}" if converter is not None else name
 
 
 def test_every_release_loader_matches_the_reference_runtimes(
@@ -546,7 +584,9 @@ def test_every_release_loader_matches_the_reference_runtimes(
     covered = {
         _loader_name(zoo.entry(job["name"]).load)
         if job["loader"] == "zoo.load"
-        else job["loader"].rpartition(".")[2]
+        else _loader_name(zoo.entry(job["release"]).load)
+        if "release" in job
+        else job["loader"]
         for job in jobs.jobs.values()
     }
     assert covered == loaders

@@ -2,9 +2,9 @@
 
 Each test writes a deploy prototxt with the release's layer structure and a `.caffemodel` with
 random weights (random, not bilinear, deconvolutions too), runs it in `cv2.dnn` and compares
-with the zoo loader's `Segmenter` on the same RGB image (relative error <= 1e-4). Channel
-counts are reduced where the architecture allows it (fc layers, class counts, ResNet depth);
-images are small.
+with the `Segmenter` that `load_release` builds from the zoo entry's own release data on the
+same RGB image (relative error <= 1e-4). Channel counts are reduced where the architecture
+allows it (`CaffeRelease.with_sizes`: fc layers, class counts, ResNet depth); images are small.
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ DEEPLAB_MEAN_BGR = (104.008, 116.669, 122.675)
 # (in BGR order) [103.939, 116.779, 123.68]".
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
 # SegNet (SegNet-Tutorial Example_Models): raw BGR 0..255, no mean (the tests below feed it so).
+
+
+def _load(name, caffemodel, crop_size=None, **sizes):
+    """The zoo entry `name`'s release with smaller `sizes`, loaded from `caffemodel`."""
+    return zoo.load_release(zoo.RELEASES[name].with_sizes(**sizes), caffemodel, crop_size=crop_size)
 
 
 def _image(h, w, seed=0):
@@ -99,7 +104,7 @@ def test_fcn(tmp_path, caffe_proto, stride, at_once):
     image = _image(h, w, stride)
     net_input = image[..., ::-1].astype(np.float32) - np.float32(FCN_MEAN_BGR)
     theirs = caffe_proto.opencv_forward(prototxt, caffemodel, net_input)
-    seg = zoo.build_fcn(caffemodel, stride=stride, num_classes=classes, fc_features=fc)
+    seg = _load(f"fcn{stride}s_heavy_pascal", caffemodel, num_classes=classes, fc_features=fc)
     _assert_close(seg.logits(image), theirs)
 
 
@@ -137,7 +142,7 @@ def test_deeplab_v1_largefov(tmp_path, caffe_proto):
     image = _image(h, w, 11)
     theirs = caffe_proto.opencv_forward(prototxt, caffemodel, _deeplab_input(image))
     assert theirs.shape == (7 * 8 - 7, 7 * 8 - 7 + 8, classes)  # (h8 - 1) * 8 + 1 = 49, 57
-    seg = zoo.build_deeplab_v1(caffemodel, num_classes=classes, fc_features=fc, crop_size=(h, w))
+    seg = _load("deeplab_largefov_voc12", caffemodel, (h, w), num_classes=classes, fc_features=fc)
     _assert_close(seg.logits(image), theirs[:h, :w])
 
     # A smaller image on the same canvas: padded bottom/right with the mean pixel (zero after
@@ -164,9 +169,7 @@ def test_deeplab_v2_vgg16_aspp(tmp_path, caffe_proto):
 
     image = _image(h, w, 12)
     theirs = caffe_proto.opencv_forward(prototxt, caffemodel, _deeplab_input(image))
-    seg = zoo.build_deeplab_v2_vgg16(
-        caffemodel, num_classes=classes, fc_features=fc, crop_size=(h, w)
-    )
+    seg = _load("deeplabv2_vgg16_voc12", caffemodel, (h, w), num_classes=classes, fc_features=fc)
     _assert_close(seg.logits(image), theirs[:h, :w])
 
 
@@ -255,8 +258,13 @@ def test_deeplab_v2_resnet_msc(tmp_path, caffe_proto):
     image = _image(h, w, 13)
     theirs = caffe_proto.opencv_forward(prototxt, caffemodel, _deeplab_input(image))
     assert theirs.shape == (h, w, 3)
-    seg = zoo.build_deeplab_v2_resnet(
-        caffemodel, num_classes=3, stage_sizes=stages, base_width=base, crop_size=(h, w)
+    seg = _load(
+        "deeplabv2_resnet101_voc12",
+        caffemodel,
+        (h, w),
+        num_classes=3,
+        stage_sizes=stages,
+        base_width=base,
     )
     _assert_close(seg.logits(image), theirs)
 
@@ -329,7 +337,7 @@ def test_segnet_driving(tmp_path, caffe_proto, upsample_layer):
 
     image = _image(h, w, 14)
     theirs = caffe_proto.opencv_forward(prototxt, caffemodel, image[..., ::-1].astype(np.float32))
-    seg = zoo.build_segnet(caffemodel, num_classes=classes)
+    seg = _load("segnet_driving_webdemo", caffemodel, num_classes=classes)
     _assert_close(seg.logits(image), theirs)
 
 
@@ -354,7 +362,7 @@ def test_segnet_basic(tmp_path, caffe_proto, upsample_layer):
     # Large raw 0..255 values make the LRN matter (its denominator is far from 1).
     image = _image(h, w, 15)
     theirs = caffe_proto.opencv_forward(prototxt, caffemodel, image[..., ::-1].astype(np.float32))
-    seg = zoo.build_segnet_basic(caffemodel, features=width)
+    seg = _load("segnet_basic_camvid", caffemodel, features=width)
     _assert_close(seg.logits(image), theirs)
 
 
@@ -382,6 +390,6 @@ def test_vgg16_ilsvrc_inner_products(tmp_path, caffe_proto):
     net = cv.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
     net.setInput(np.ascontiguousarray(net_input.transpose(2, 0, 1)[None]))
     theirs = net.forward().reshape(classes)
-    seg = zoo.build_vgg16_ilsvrc(caffemodel, num_classes=classes, fc_features=fc)
+    seg = _load("vgg16_ilsvrc", caffemodel, num_classes=classes, fc_features=fc)
     ours = seg.logits(image)
     _assert_close(ours, np.broadcast_to(theirs, ours.shape))

@@ -8,11 +8,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxseg.models.deeplab_v1 import DeepLabV1
+from jaxseg.models.deeplab_v2 import DeepLabV2VGG16
+from jaxseg.models.fcn import FCN8s, FCN16s, FCN32s, VGG16Classifier
+from jaxseg.models.segnet import SegNet, SegNetBasic
 from jaxseg.ops.pooling import avg_pool2d_count_pad, ceil_mode_pads
 from jaxseg.weights import caffe_models as convert
 from jaxseg.weights.caffe import flat_blobs, read_caffemodel
 from jaxseg.zoo import caffe_models as zoo
 from jaxseg.zoo.registry import ENTRIES, Published
+
+V1, VGG, RESNET = "deeplab_largefov_voc12", "deeplabv2_vgg16_voc12", "deeplabv2_resnet101_voc12"
+
+
+def _release(name: str, **sizes) -> zoo.CaffeRelease:
+    """Zoo entry `name`'s release with smaller `sizes` (`CaffeRelease.with_sizes`)."""
+    return zoo.RELEASES[name].with_sizes(**sizes)
 
 
 def _small_deeplab_v2_vgg(caffe_proto, classes=3, fc=4):
@@ -52,6 +63,49 @@ def test_entries_and_published_numbers():
         assert entry.urls and all(u.startswith("http") for u in entry.urls)
 
 
+# The released architectures as the releases' deploy prototxts define them (docs/caffe_models.md,
+# "Semantics reproduced by model arguments"): FCN's 100-pixel pad, VALID fc6 and crops and its
+# stored final deconvolution; DeepLab's ceil-mode 3x3/2 pools, LargeFOV's 1024-wide fc6/fc7 and
+# `pool5a`, `Interp` zoom 8; SegNet's 3x3 classifier (`conv1_1_D`); SegNet-Basic's 64 channels.
+RELEASED_MODELS = {
+    "fcn32s_heavy_pascal": FCN32s(21, faithful_padding=True, learnable_final_upsampling=True),
+    "fcn16s_heavy_pascal": FCN16s(21, faithful_padding=True, learnable_final_upsampling=True),
+    "fcn8s_heavy_pascal": FCN8s(21, faithful_padding=True, learnable_final_upsampling=True),
+    "deeplab_largefov_voc12": DeepLabV1(
+        21, fc_features=1024, ceil_mode=True, pool5_avg=True, caffe_interp=True
+    ),
+    "deeplabv2_vgg16_voc12": DeepLabV2VGG16(
+        21, fc_features=1024, ceil_mode=True, caffe_interp=True
+    ),
+    "segnet_basic_camvid": SegNetBasic(11, features=64),
+    "segnet_driving_webdemo": SegNet(12, classifier_kernel_size=3),
+    "vgg16_ilsvrc": VGG16Classifier(1000, fc_features=4096),
+}
+
+
+def test_released_architectures_are_the_training_models():
+    from jaxseg.zoo import training
+
+    for name, model in RELEASED_MODELS.items():
+        assert training.model(f"zoo:{name}") == model, name
+    # DeepLab v2 ResNet-101 (MSC): Caffe's ResNet-101 (res4b1..res4b22: 3, 4, 23, 3 blocks)
+    # strides the 1x1 branch2a and rounds the stem pool up; inputs at 1, 0.75 and 0.5.
+    resnet = training.model("zoo:deeplabv2_resnet101_voc12")
+    assert (resnet.num_classes, resnet.output_stride, resnet.caffe_interp) == (21, 8, True)
+    assert tuple(resnet.multi_scale_inputs) == (0.75, 0.5)
+    backbone = resnet.backbone()
+    assert tuple(backbone.stage_sizes) == (3, 4, 23, 3) and backbone.base_width == 64
+    assert backbone.stride_in_1x1 and backbone.stem_pool_ceil_mode
+    # Another label set changes the classifier only; the output stride is the release's.
+    assert training.model(f"zoo:{V1}", num_classes=5) == RELEASED_MODELS[V1].clone(num_classes=5)
+    with pytest.raises(ValueError, match="output stride 8 only"):
+        training.model(f"zoo:{V1}", output_stride=16)
+    small = zoo.RELEASES["segnet_basic_camvid"].with_sizes(num_classes=3)
+    assert small.class_names == ("class_0", "class_1", "class_2")
+    with pytest.raises(ValueError, match="'stage_sizes' is not an argument of FCN8s"):
+        zoo.RELEASES["fcn8s_heavy_pascal"].with_sizes(stage_sizes=(1, 1, 1, 1))
+
+
 # In the authors' scripts (deeplab-public(-ver2) exper/run_pascal.sh: "Training #1 (on
 # train_aug)" snapshots `train_iter_*`, "Training #2 (finetune on trainval_aug)" with
 # solver2.prototxt's prefix `train2`), a `train2_iter_*` file has been trained on VOC 2012 val.
@@ -86,7 +140,7 @@ def test_deeplab_v2_resnet_loads_the_train_aug_model_of_the_zip(tmp_path, caffe_
         archive.writestr("train2_iter_20000.caffemodel", b"not this one")
         archive.writestr("init.caffemodel", b"nor this one")
     with pytest.raises(ValueError, match="train_iter_20000.caffemodel does not match"):
-        zoo.build_deeplab_v2_resnet(release, num_classes=3, stage_sizes=(1, 1, 1, 1))
+        zoo.load_release(_release(RESNET, num_classes=3, stage_sizes=(1, 1, 1, 1)), release)
 
 
 def test_deeplab_v2_zip_release_and_defaults(tmp_path, caffe_proto):
@@ -100,7 +154,7 @@ def test_deeplab_v2_zip_release_and_defaults(tmp_path, caffe_proto):
         archive.writestr("prototxt_and_model/test.prototxt", 'name: "deeplab"\n')
     model_file.unlink()
 
-    seg = zoo.build_deeplab_v2_vgg16(release, num_classes=3, fc_features=4)
+    seg = zoo.load_release(_release(VGG, num_classes=3, fc_features=4), release)
     extracted = tmp_path / "prototxt_and_model" / "train2_iter_20000.caffemodel"
     assert extracted.is_file() and not list(tmp_path.glob("**/*.part"))
     kernel = seg.variables["params"]["branch2"]["fc7"]["kernel"]
@@ -111,14 +165,14 @@ def test_deeplab_v2_zip_release_and_defaults(tmp_path, caffe_proto):
     np.testing.assert_allclose(seg.pad_pixel, (122.675, 116.669, 104.008))
     normalized = np.asarray(seg.normalize(jnp.array([[[[10.0, 20.0, 30.0]]]])))
     np.testing.assert_allclose(normalized.ravel(), [30 - 104.008, 20 - 116.669, 10 - 122.675])
-    assert zoo.build_deeplab_v2_vgg16(release, crop_size=65, num_classes=3, fc_features=4)\
-        .crop_size == (65, 65)  # fmt: skip
+    small = _release(VGG, num_classes=3, fc_features=4)
+    assert zoo.load_release(small, release, crop_size=65).crop_size == (65, 65)
 
     empty = tmp_path / "other.zip"
     with zipfile.ZipFile(empty, "w") as archive:
         archive.writestr("init.caffemodel", b"")
     with pytest.raises(FileNotFoundError, match="other.zip has no train2_iter_20000"):
-        zoo.build_deeplab_v2_vgg16(empty, num_classes=3, fc_features=4)
+        zoo.load_release(small, empty)
 
 
 def test_wrong_release_is_named(tmp_path, caffe_proto):
@@ -126,12 +180,12 @@ def test_wrong_release_is_named(tmp_path, caffe_proto):
     path = tmp_path / "vgg_aspp.caffemodel"
     caffe_proto.write_caffemodel(path, blobs)
     with pytest.raises(ValueError, match="vgg_aspp.caffemodel does not match.*fc8_voc12/0"):
-        zoo.build_deeplab_v1(path, num_classes=3, fc_features=4)
+        zoo.load_release(_release(V1, num_classes=3, fc_features=4), path)
     with pytest.raises(ValueError, match="output stride 8"):
-        zoo.build_deeplab_v2_vgg16(path, output_stride=16)
+        zoo.load_release(zoo.RELEASES[VGG], path, output_stride=16)
     # Wrong width: caught by the shape check against the model itself.
     with pytest.raises(ValueError, match="shapes do not match"):
-        zoo.build_deeplab_v2_vgg16(path, num_classes=3, fc_features=8)
+        zoo.load_release(_release(VGG, num_classes=3, fc_features=8), path)
 
 
 # Scale tags of DeepLab v2's multi-scale prototxt (deeplab_aspp_resnet101 train/test.prototxt:

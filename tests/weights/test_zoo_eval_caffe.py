@@ -39,9 +39,8 @@ def cached_release(tmp_path, caffe_proto, monkeypatch) -> dict:
     caffe_proto.write_caffemodel(model_file, p.blobs)
 
     def load(path, output_stride=None, crop_size=None):
-        return caffe_models.build_deeplab_v2_vgg16(
-            path, output_stride=output_stride, crop_size=65, fc_features=4
-        )
+        small = caffe_models.RELEASES[NAME].with_sizes(fc_features=4)
+        return caffe_models.load_release(small, path, output_stride, crop_size=65)
 
     monkeypatch.setenv("JAXSEG_CACHE", str(tmp_path / "cache"))
     entry = dataclasses.replace(registry.ENTRIES[NAME], load=load)
@@ -49,7 +48,7 @@ def cached_release(tmp_path, caffe_proto, monkeypatch) -> dict:
     downloads = tmp_path / "cache" / "downloads"
     downloads.mkdir(parents=True)
     with zipfile.ZipFile(downloads / entry.filename, "w") as archive:
-        archive.write(model_file, f"prototxt_and_model/{caffe_models.DEEPLAB_V2_VGG16_MEMBER}")
+        archive.write(model_file, f"prototxt_and_model/{caffe_models.RELEASES[NAME].member}")
     return {name: arrays for name, _, arrays in p.blobs}
 
 

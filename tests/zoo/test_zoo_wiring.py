@@ -316,8 +316,8 @@ def test_the_paper_model_of_deeplabv3plus_voc_takes_the_released_weights():
 
 def test_zoo_evaluate_scores_by_the_official_multiscale_protocol(release, tmp_path, monkeypatch):
     """`zoo.evaluate.evaluate` with scales and flip (the one scoring loop of the zoo): labels
-    from TensorFlow's official multi-scale graph are scored as all right, also with output 0
-    left out (ADE20K's "other")."""
+    from TensorFlow's official multi-scale graph are scored as all right, also with the labels
+    shifted one below the outputs (ADE20K's "other" = output 0)."""
     from jaxseg import zoo
     from jaxseg.zoo.evaluate import evaluate
 
@@ -329,15 +329,15 @@ def test_zoo_evaluate_scores_by_the_official_multiscale_protocol(release, tmp_pa
     reference = tf_slim_tests.official_multiscale(
         official, case, image, (65, 65), 16, scales, flip=True
     )
-    for drop, labels in (
-        (False, np.argmax(reference, -1)),
-        (True, np.argmax(reference[..., 1:], -1)),
-    ):
+    for offset in (0, 1):
+        # with an offset, label k meets output k + 1 (ADE20K's "other" is output 0)
+        labels = np.argmax(reference, -1) - offset
+        labels[labels < 0] = 255  # "other" is not a label
         tta = seg.replace(scales=scales, flip=True)
-        results = evaluate(tta, [(image, labels)], drop_first_class=drop)
+        results = evaluate(tta, [(image, labels)], label_offset=offset)
         assert results["num_images"] == 1
         assert results["plain"]["pixel_accuracy"] == 1.0
-        assert results["plain"]["confusion_matrix"].shape == (21 - drop + 1,) * 2
+        assert results["plain"]["confusion_matrix"].shape == (21 + 1,) * 2
     wrong = np.argmax(reference, -1)
     wrong[:10] = (wrong[:10] + 1) % 21
     results = evaluate(seg.replace(scales=scales, flip=True), [(image, wrong)])

@@ -63,9 +63,10 @@ def base_config() -> ml_collections.ConfigDict:
     # A released model of jaxseg.zoo ("zoo:NAME", `python -m jaxseg.zoo list`): training starts
     # from its weights; `--mode=eval` on a folder without checkpoints evaluates the release.
     config.init_from = ""
-    # How convolutions are computed (same values): "reference" (XLA convs, every backend),
-    # "space_to_batch" (TF's atrous form) or "cpu" (tap/region/phase forms, faster on CPUs).
-    config.conv_layers = "reference"
+    # How convolutions are computed (same values): "auto" ("cpu" when JAX runs on a CPU, else
+    # "reference"), "reference" (XLA convs, every backend), "space_to_batch" (TF's atrous
+    # form) or "cpu" (tap/region/phase forms, about twice as fast to train on CPUs).
+    config.conv_layers = "auto"
     config.compilation_cache = True  # JAX's persistent cache (~/.cache/jaxseg/xla)
     config.demo = ml_collections.ConfigDict(
         dict(
@@ -95,7 +96,6 @@ def demo_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
     config.num_eval_images = 4
     config.pretrained = ""
     config.init_from = ""  # --demo never downloads
-    config.conv_layers = "cpu"  # the demo runs on CPUs
     if "dtype" in config.model:
         config.model.dtype = "float32"
     return config
@@ -111,11 +111,16 @@ def compute_dtype(name: str) -> Any:
 
 def conv_layers(config: ml_collections.ConfigDict) -> nn_layers.ConvLayers:
     """The conv factories `config.conv_layers` names, for the models' `conv=` (and FCN's
-    `conv_transpose=`) arguments."""
+    `conv_transpose=`) arguments; "auto" is "cpu" where JAX's default backend is a CPU and
+    "reference" elsewhere (the forms compute the same values, so a run may move between
+    machines)."""
+    form = config.conv_layers
+    if form == "auto":
+        form = "cpu" if jax.default_backend() == "cpu" else "reference"
     try:
-        return nn_layers.conv_layers(config.conv_layers)
+        return nn_layers.conv_layers(form)
     except ValueError as e:
-        raise train.ConfigError(f"config.conv_layers: {e}") from None
+        raise train.ConfigError(f"config.conv_layers: {e}, or 'auto'") from None
 
 
 def normalize(config: ml_collections.ConfigDict, images: jax.Array) -> jax.Array:

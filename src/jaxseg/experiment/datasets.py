@@ -118,6 +118,14 @@ def load_builder(config: ml_collections.ConfigDict, demo: bool) -> Any:
         h, w = config.demo.image_size
         if config.dataset.startswith("camvid"):
             return prepare_camvid_demo(config)
+        if not config.dataset.startswith("voc_segmentation"):
+            # The generated scenes hold VOC's 21 (or CamVid's 11) classes: any other dataset's
+            # class table would name them wrongly.
+            raise train.ConfigError(
+                f"--demo generates VOC- or CamVid-like data, not {config.dataset!r}: drop --demo "
+                "(and prepare the dataset, see README) or run --demo with "
+                "--config.dataset=voc_segmentation/2012"
+            )
         return demo_data.prepare_demo(
             _demo_root(config),
             num_train=config.demo.num_train,

@@ -25,6 +25,10 @@ of the written file in its own runtime. Formats:
 
 The older model-level functions `export_stablehlo` / `export_saved_model` keep their
 contract: already normalised float32 images in, logits out.
+
+The converters and runtimes behind "onnx" and "tflite" (and the jax2tf module behind
+"savedmodel") are `jaxseg.runtimes`, which also runs a `Segmenter`'s network in onnxruntime
+or LiteRT without writing a file (`Segmenter(..., runtime="onnxruntime" | "litert")`).
 """
 
 from jaxseg.export.errors import ConversionError, ExportError, ExportFileError, MissingExtraError

@@ -164,7 +164,8 @@ def _write(fmt, graph, batch, stage: Staging, output: Path, opset, calibration) 
 
 def _convert_and_write(fmt, graph, batch, stage, output, opset, calibration) -> Path:
     if fmt == "savedmodel":
-        from jaxseg.export.savedmodel import save_module, serving_module
+        from jaxseg.export.savedmodel import serving_module
+        from jaxseg.runtimes.tf_module import save_module
 
         tmp = stage.folder(output)
         save_module(serving_module(graph, batch), tmp)

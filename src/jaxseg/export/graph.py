@@ -8,7 +8,8 @@
 - output `logits`: float32 `[N, height, width, C]`, the network's eval-mode scores;
 - output `labels`: int32 `[N, height, width]`, their argmax (the first maximum on ties).
 
-The network is rebuilt with the reference convolutions (`jaxseg.nn.conv_layers("reference")`):
+The network is rebuilt with the reference convolutions (`jaxseg.nn.conv_layers("reference")`,
+`jaxseg.runtimes.with_reference_convs`, as `Segmenter(runtime=...)` converts it too):
 the CPU forms compute the same values with the same variables, but their 1x1-as-matmul and
 tap decompositions are harder for converters to map onto their own conv ops.
 """
@@ -19,22 +20,14 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxseg.export.errors import ExportError
-from jaxseg.nn.backend_forms import with_conv_layers
-from jaxseg.nn.layers import conv_layers
+from jaxseg.runtimes.network import with_reference_convs
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("logits", "labels")
-
-
-def with_reference_convs(module: nn.Module) -> nn.Module:
-    """`module` with every conv factory (in its fields and its submodules', e.g. a wrapped
-    U-Net) in the reference forms; the parameter tree does not change."""
-    return with_conv_layers(module, conv_layers("reference"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 The variables become non-trainable `tf.Variable`s (TF Serving loads them as weights); the
 computation is the model's StableHLO in an `XlaCallModule` op (`jax2tf`, native
-serialisation). The `serving_default` signature names its inputs and outputs.
+serialisation; `jaxseg.runtimes.tf_module`). The `serving_default` signature names its inputs
+and outputs.
 """
 
 from __future__ import annotations
@@ -17,62 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
-import jax
 
 from jaxseg import files, tf_quiet
 from jaxseg.export.errors import ExportFileError
 from jaxseg.export.graph import INPUT_NAME, OUTPUT_NAMES, ServingGraph
 from jaxseg.inference import predict_logits
-
-
-def _module(
-    fn: Callable,
-    variables: Any,
-    input_spec,
-    outputs: Sequence[str],
-    polymorphic: str | None,
-    platforms: Sequence[str] | None = None,
-):
-    """A `tf.Module` whose `serve(images)` returns `{name: output}` of `fn(variables, images)`.
-
-    Args:
-      fn: `(variables, images) -> output or tuple of outputs`, jit-able.
-      variables: held as non-trainable `tf.Variable`s (the module keeps them alive).
-      input_spec: the `tf.TensorSpec` of `images`.
-      outputs: the names of `fn`'s outputs, in order.
-      polymorphic: `jax2tf`'s shape of `images`, e.g. "(b, 65, 65, 3)" (None: fixed).
-      platforms: e.g. `("cpu", "cuda")`; default: the platform JAX runs on now.
-    """
-    tf = tf_quiet.tensorflow()  # only here: `import jaxseg.export` stays light
-    from jax.experimental import jax2tf
-
-    converted = jax2tf.convert(
-        fn,
-        polymorphic_shapes=[None, polymorphic],
-        with_gradient=False,
-        native_serialization_platforms=tuple(platforms) if platforms else None,
-    )
-    module = tf.Module()
-    # Variables (not constants) keep the graph small and let TF Serving load weights normally.
-    module.variables_tree = tf.nest.map_structure(
-        lambda a: tf.Variable(a, trainable=False), jax.device_get(variables)
-    )
-
-    @tf.function(autograph=False, input_signature=[input_spec])
-    def serve(images):
-        result = converted(module.variables_tree, images)
-        result = result if isinstance(result, tuple | list) else (result,)
-        return dict(zip(outputs, result, strict=True))
-
-    module.serve = serve
-    return module
-
-
-def save_module(module: Any, folder: str | os.PathLike) -> None:
-    """`tf.saved_model.save` of a `_module` with its `serving_default` signature."""
-    tf = tf_quiet.tensorflow()
-
-    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+from jaxseg.runtimes.tf_module import jax_module, save_module
 
 
 def serving_module(
@@ -85,7 +36,7 @@ def serving_module(
     shape = [batch, graph.height, graph.width, 3]
     spec = tf.TensorSpec(shape, tf.uint8, name=INPUT_NAME)
     poly = None if batch is not None else f"(b, {graph.height}, {graph.width}, 3)"
-    return _module(graph.apply, graph.variables, spec, OUTPUT_NAMES, poly, platforms)
+    return jax_module(graph.apply, graph.variables, spec, OUTPUT_NAMES, poly, platforms)
 
 
 def export_saved_model(
@@ -110,7 +61,7 @@ def export_saved_model(
     fn = functools.partial(predict_logits, model.apply)
     spec = tf.TensorSpec([None, height, width, 3], tf.float32, name="images")
     poly = f"(b, {height}, {width}, 3)"
-    module = _module(fn, variables, spec, ("logits",), poly, platforms)
+    module = jax_module(fn, variables, spec, ("logits",), poly, platforms)
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, "the output folder does not exist", str(path.parent))

@@ -6,7 +6,6 @@ loop owns only the run's bookkeeping: resume, shard, step, log, evaluate, checkp
 
 from __future__ import annotations
 
-import collections
 import itertools
 import os
 import signal
@@ -73,17 +72,8 @@ def evaluate(
       `jaxseg.metrics.summarize` of the int64 sum of all batches' confusion matrices, plus
       `confusion_matrix` (int64 `[C + 1, C + 1]`) and `num_batches`.
     """
-    total = None
-    pending: collections.deque = collections.deque()
-    num_batches = 0
-    for batch in batches:
-        pending.append(eval_step(state, shard_batch(batch, mesh)))
-        num_batches += 1
-        # Read the previous batch's counts while the device works on this one.
-        if len(pending) > 1:
-            total = metrics.accumulate(total, to_host(pending.popleft()))
-    while pending:
-        total = metrics.accumulate(total, to_host(pending.popleft()))
+    counts = (eval_step(state, shard_batch(batch, mesh)) for batch in batches)
+    total, num_batches = metrics.sum_counts(counts, read=to_host)
     if total is None:
         raise TrainingError("the eval stream yielded no batches")
     summary = metrics.summarize(total, class_names, out_of_range=True)

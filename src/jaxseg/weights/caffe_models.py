@@ -28,6 +28,7 @@ import flax.linen as nn
 import numpy as np
 
 from jaxseg.backbones.vgg import VGG16_BLOCKS
+from jaxseg.models._common import resolve_backbone
 from jaxseg.weights.caffe import flat_blobs, read_caffemodel
 from jaxseg.weights.convert import Entry, Spec, convert
 
@@ -319,9 +320,11 @@ def caffe_resnet_entries(
 
 
 def deeplab_v2_resnet_spec(
-    model: nn.Module, stage_sizes, classifier: str = "fc1_voc12", numbered_stages=(3, 4)
+    model: nn.Module, classifier: str = "fc1_voc12", numbered_stages=(3, 4)
 ) -> Spec:
-    """DeepLab v2 ResNet ASPP-L: the Caffe ResNet and `{classifier}_c0..c3` -> `aspp/branch1..4`."""
+    """DeepLab v2 ResNet ASPP-L: the Caffe ResNet (its depth read off `model.backbone`) and
+    `{classifier}_c0..c3` -> `aspp/branch1..4`."""
+    stage_sizes = tuple(resolve_backbone(model.backbone)().stage_sizes)
     entries = caffe_resnet_entries(("backbone",), stage_sizes, numbered_stages)
     rates = model.atrous_rates or (6, 12, 18, 24)
     entries += [

@@ -1,26 +1,33 @@
-"""Zoo entries of the Caffe releases: FCN, DeepLab v1/v2, SegNet and VGG16 (ImageNet).
+"""The Caffe releases as data: FCN, DeepLab v1/v2, SegNet and VGG16 (ImageNet).
 
-Each entry's `load(path, *, output_stride=None, crop_size=None)` reads the release's
-`.caffemodel` (`jaxseg.weights.caffe`), builds the jaxseg model with the arguments that
-reproduce the release's Caffe semantics (docs/caffe_models.md) and returns a `Segmenter` fed
-the way the release was evaluated. The `build_*` functions take the sizes as arguments (the
-entries fix them to the released ones), so that small nets can be checked against OpenCV.
+A release is a `CaffeRelease`: the architecture (`CaffeArch`: model class, its keyword
+arguments with the release's switches and sizes, the backbone by its
+`jaxseg.backbones.BACKBONES` name), the preprocessing (BGR minus a mean, or raw BGR), the
+canvas, the converter of `jaxseg.weights.caffe_models`, the zip member holding the model and
+the label set. `load_release(release, path)` is the one function that turns any of them and a
+`.caffemodel` into a `Segmenter` fed the way the release was evaluated (docs/caffe_models.md);
+`release.with_sizes(...)` is the same release with smaller widths, for nets small enough to
+check against OpenCV's Caffe runtime.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.backbones.resnet import ResNet
+from jaxseg.backbones import BACKBONES
 from jaxseg.data.label_tables import CAMVID_CLASS_NAMES, VOC_CLASS_NAMES
 from jaxseg.models.deeplab_v1 import DeepLabV1
 from jaxseg.models.deeplab_v2 import DeepLabV2, DeepLabV2VGG16
@@ -29,12 +36,24 @@ from jaxseg.models.segnet import SegNet, SegNetBasic
 from jaxseg.segmenter import Segmenter
 from jaxseg.weights import caffe_models as convert
 from jaxseg.weights.caffe import flat_blobs, read_caffemodel
+from jaxseg.weights.convert import Spec
 from jaxseg.zoo.registry import Published, ZooEntry, register
 
 # BGR means of the releases (0..255 units).
 FCN_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
 DEEPLAB_MEAN_BGR = (104.008, 116.669, 122.675)
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
+
+# The 12 classes of the SegNet web demo (CamVid's 11 with road marking split from road).
+SEGNET_DRIVING_CLASS_NAMES = (
+    "sky", "building", "pole", "road_marking", "road", "pavement", "tree", "sign_symbol",
+    "fence", "car", "pedestrian", "bicyclist",
+)  # fmt: skip
+LABEL_SETS = {
+    "voc": VOC_CLASS_NAMES,
+    "camvid": CAMVID_CLASS_NAMES,
+    "segnet_driving": SEGNET_DRIVING_CLASS_NAMES,
+}
 
 
 def bgr_minus_mean(mean_bgr: Sequence[float]):
@@ -50,18 +69,6 @@ def bgr_minus_mean(mean_bgr: Sequence[float]):
 def raw_bgr(images: jax.Array) -> jax.Array:
     """SegNet's preprocessing: RGB 0..255 -> BGR 0..255, no mean."""
     return jnp.asarray(images, jnp.float32)[..., ::-1]
-
-
-def _rgb(mean_bgr: Sequence[float]) -> tuple[float, float, float]:
-    return tuple(float(v) for v in mean_bgr[::-1])
-
-
-def _no_output_stride(output_stride: int | None, name: str, fixed: int) -> None:
-    if output_stride not in (None, fixed):
-        raise ValueError(
-            f"{name} runs at output stride {fixed} only (its layout is fixed by the Caffe "
-            f"release), got output_stride={output_stride}"
-        )
 
 
 def caffemodel_from(path: str | Path, member: str) -> Path:
@@ -96,47 +103,175 @@ def caffemodel_from(path: str | Path, member: str) -> Path:
     return target
 
 
-# ---- FCN -----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class CaffeArch:
+    """A released network: `model(**options)`, its backbone (for models that take one)
+    `BACKBONES[backbone]` bound to `backbone_options`.
 
-_FCN_CLASSES = {32: FCN32s, 16: FCN16s, 8: FCN8s}
+    Example: `CaffeArch(DeepLabV1, dict(num_classes=21, fc_features=1024, ceil_mode=True,
+    pool5_avg=True, caffe_interp=True))`.
+    """
+
+    model: type[nn.Module]
+    options: Mapping[str, Any]
+    backbone: str | None = None
+    backbone_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Read-only copies: entries may share one dict of options.
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+        object.__setattr__(self, "backbone_options", MappingProxyType(dict(self.backbone_options)))
+
+    @property
+    def num_classes(self) -> int:
+        return self.options["num_classes"]
+
+    def build(self) -> nn.Module:
+        """The model (unbound), e.g. for `model.init`."""
+        options = dict(self.options)
+        if self.backbone is not None:
+            options["backbone"] = functools.partial(
+                BACKBONES[self.backbone], **self.backbone_options
+            )
+        return self.model(**options)
+
+    def with_sizes(self, **sizes: Any) -> CaffeArch:
+        """The same architecture with other sizes, e.g. `num_classes=3, fc_features=4`, or
+        `stage_sizes=(1, 1, 1, 1), base_width=4` for the backbone: each name goes to the
+        model's arguments, else to the backbone's; an argument of neither is a ValueError."""
+        ours = {f.name for f in dataclasses.fields(self.model)} - {"backbone", "parent", "name"}
+        theirs = set()
+        if self.backbone is not None:
+            theirs = {f.name for f in dataclasses.fields(BACKBONES[self.backbone])}
+        options, backbone_options = dict(self.options), dict(self.backbone_options)
+        for key, value in sizes.items():
+            if key in ours:
+                options[key] = value
+            elif key in theirs:
+                backbone_options[key] = value
+            else:
+                where = f" or of its backbone {self.backbone}" if self.backbone else ""
+                raise ValueError(f"{key!r} is not an argument of {self.model.__name__}{where}")
+        return dataclasses.replace(self, options=options, backbone_options=backbone_options)
 
 
-def build_fcn(
+@dataclasses.dataclass(frozen=True)
+class CaffeRelease:
+    """What loading one released `.caffemodel` needs besides its file.
+
+    Attributes:
+      arch: the architecture (`CaffeArch`).
+      converter: `model -> Spec` of `jaxseg.weights.caffe_models` mapping the file's blobs.
+      output_stride: the network's one output stride (its layout is fixed by the release).
+      mean_bgr: the BGR mean subtracted from the input (0..255), or None for raw BGR 0..255;
+        images are padded with this pixel (black for raw BGR).
+      crop_size: the canvas images are padded to (bottom/right), or None to run each image
+        at its own size.
+      labels: a `LABEL_SETS` name, or None (classes numbered `class_0`, ...).
+      member: the `.caffemodel` to take from a release `.zip` (`caffemodel_from`), or None.
+      scale_copies: scale tags of per-scale copies of shared weights (DeepLab v2's
+        multi-scale net), checked equal to the full-scale blobs and dropped
+        (`jaxseg.weights.caffe_models.drop_scale_copies`).
+    """
+
+    arch: CaffeArch
+    converter: Callable[[nn.Module], Spec]
+    output_stride: int
+    mean_bgr: tuple[float, float, float] | None
+    crop_size: int | None = None
+    labels: str | None = None
+    member: str | None = None
+    scale_copies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.labels is not None and self.labels not in LABEL_SETS:
+            raise ValueError(f"labels={self.labels!r}: choose one of {sorted(LABEL_SETS)}")
+
+    def with_sizes(self, **sizes: Any) -> CaffeRelease:
+        """The release with `arch.with_sizes(**sizes)`."""
+        return dataclasses.replace(self, arch=self.arch.with_sizes(**sizes))
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        names = LABEL_SETS.get(self.labels, ())
+        if len(names) == self.arch.num_classes:
+            return tuple(names)
+        return tuple(f"class_{i}" for i in range(self.arch.num_classes))
+
+    @property
+    def normalize(self) -> Callable[[jax.Array], jax.Array]:
+        return raw_bgr if self.mean_bgr is None else bgr_minus_mean(self.mean_bgr)
+
+    @property
+    def pad_pixel(self) -> tuple[float, float, float]:
+        """The pixel padding the canvas, RGB 0..255 (zero after `normalize`)."""
+        if self.mean_bgr is None:
+            return (0.0, 0.0, 0.0)
+        blue, green, red = self.mean_bgr
+        return (float(red), float(green), float(blue))
+
+
+def released_variables(release: CaffeRelease, path: str | Path) -> dict[str, Any]:
+    """The variables (`{"params", "batch_stats"}`) of `release.arch.build()` in the Caffe file
+    at `path` (a `.caffemodel`, or the release `.zip` holding `release.member`)."""
+    if release.member is not None:
+        path = caffemodel_from(path, release.member)
+    arrays = None
+    if release.scale_copies:
+        arrays = convert.drop_scale_copies(
+            flat_blobs(read_caffemodel(path)), release.scale_copies, f"Caffe model {path}"
+        )
+    spec = release.converter(release.arch.build())
+    return convert.convert_caffemodel(path, spec, arrays=arrays)
+
+
+def load_release(
+    release: CaffeRelease,
     path: str | Path,
-    *,
-    stride: int,
     output_stride: int | None = None,
     crop_size: int | Sequence[int] | None = None,
-    num_classes: int = 21,
-    fc_features: int = 4096,
 ) -> Segmenter:
-    """FCN-`stride`s from a voc-fcn*s `.caffemodel`: the 100-pixel pad, VALID fc6 and the
-    reference crop offsets (`faithful_padding=True`), the stored final deconvolution
-    (`learnable_final_upsampling=True`), BGR minus the mean. The image runs at its own size
-    (`crop_size` pads it with the mean pixel, as a fixed canvas)."""
-    _no_output_stride(output_stride, f"FCN-{stride}s", stride)
-    model = _FCN_CLASSES[stride](
-        num_classes=num_classes,
-        faithful_padding=True,
-        learnable_final_upsampling=True,
-        fc_features=fc_features,
-    )
-    variables = convert.convert_caffemodel(path, convert.fcn_spec(model))
+    """`ZooEntry.load` of the Caffe entries: `.caffemodel` (or release `.zip`) -> Segmenter."""
+    if output_stride not in (None, release.output_stride):
+        raise ValueError(
+            f"{release.arch.model.__name__} runs at output stride {release.output_stride} only "
+            f"(its layout is fixed by the Caffe release), got output_stride={output_stride}"
+        )
     return Segmenter(
-        model,
-        variables,
-        normalize=bgr_minus_mean(FCN_MEAN_BGR),
-        class_names=_class_names(num_classes),
-        crop_size=crop_size,
-        pad_pixel=_rgb(FCN_MEAN_BGR),
+        release.arch.build(),
+        released_variables(release, path),
+        normalize=release.normalize,
+        class_names=release.class_names,
+        crop_size=release.crop_size if crop_size is None else crop_size,
+        pad_pixel=release.pad_pixel,
         bucket=None,
     )
 
 
-def _numbered(num_classes: int) -> tuple[str, ...]:
-    return tuple(f"class_{i}" for i in range(num_classes))
+# ---- the table -----------------------------------------------------------------------------
+
+RELEASES: dict[str, CaffeRelease] = {}
 
 
+def _add(name: str, release: CaffeRelease, **entry: Any) -> None:
+    RELEASES[name] = release
+    register(
+        ZooEntry(
+            name=name,
+            num_classes=release.arch.num_classes,
+            load=functools.partial(load_release, release),
+            size=None,
+            **entry,
+        )
+    )
+
+
+# FCN: the 100-pixel pad, VALID fc6 and the reference crop offsets (`faithful_padding`), the
+# stored final deconvolution (`learnable_final_upsampling`); each image at its own size.
+_FCN_CLASSES = {32: FCN32s, 16: FCN16s, 8: FCN8s}
+_FCN = dict(
+    num_classes=21, faithful_padding=True, learnable_final_upsampling=True, fc_features=4096
+)
 _FCN_URL = "http://dl.caffe.berkeleyvision.org/fcn{s}s-heavy-pascal.caffemodel"
 _FCN_PROTOTXT = (
     "https://github.com/shelhamer/fcn.berkeleyvision.org/blob/master/voc-fcn{s}s/deploy.prototxt"
@@ -145,32 +280,34 @@ _FCN_PUBLISHED = {32: 63.6, 16: 65.0, 8: 65.5}
 _FCN_PAPER = {32: 59.4, 16: 62.4, 8: 62.7}
 
 for _s in (32, 16, 8):
-    register(
-        ZooEntry(
-            name=f"fcn{_s}s_heavy_pascal",
-            architecture=f"FCN-{_s}s, VGG16 (Caffe, 100-pixel pad, reference crop offsets)",
-            dataset="PASCAL VOC 2011 train + SBD (21 classes)",
-            num_classes=21,
-            urls=(_FCN_URL.format(s=_s),),
-            filename=f"fcn{_s}s-heavy-pascal.caffemodel",
-            size=None,
-            published=(
-                Published(
-                    "mIoU",
-                    _FCN_PUBLISHED[_s],
-                    "VOC 2011 seg11valid, single scale, whole image (FCN release README; the "
-                    f"CVPR 2015 paper's {_FCN_PAPER[_s]} was an earlier model)",
-                ),
+    _add(
+        f"fcn{_s}s_heavy_pascal",
+        CaffeRelease(
+            CaffeArch(_FCN_CLASSES[_s], _FCN),
+            convert.fcn_spec,
+            output_stride=_s,
+            mean_bgr=FCN_MEAN_BGR,
+            labels="voc",
+        ),
+        architecture=f"FCN-{_s}s, VGG16 (Caffe, 100-pixel pad, reference crop offsets)",
+        dataset="PASCAL VOC 2011 train + SBD (21 classes)",
+        urls=(_FCN_URL.format(s=_s),),
+        filename=f"fcn{_s}s-heavy-pascal.caffemodel",
+        published=(
+            Published(
+                "mIoU",
+                _FCN_PUBLISHED[_s],
+                "VOC 2011 seg11valid, single scale, whole image (FCN release README; the "
+                f"CVPR 2015 paper's {_FCN_PAPER[_s]} was an earlier model)",
             ),
-            load=functools.partial(build_fcn, stride=_s),
-            references={"deploy_prototxt": _FCN_PROTOTXT.format(s=_s)},
-            notes="Input BGR minus (104.007, 116.669, 122.679); runs on the image at its size.",
-        )
+        ),
+        references={"deploy_prototxt": _FCN_PROTOTXT.format(s=_s)},
+        notes="Input BGR minus (104.007, 116.669, 122.679); runs on the image at its size.",
     )
 
 
-# ---- DeepLab v1 LargeFOV / v2 -------------------------------------------------------------------
-
+# DeepLab v1/v2: ceil-mode pools, Caffe's `Interp` zoom 8; images padded with the mean to the
+# official evaluation canvas, 513 x 513.
 DEEPLAB_CROP = 513
 # The VOC 2012 model each DeepLab v2 prototxt_and_model.zip entry loads (docs/caffe_models.md,
 # "Which file each DeepLab entry loads"). In the authors' scripts `train_iter_*` is Training #1
@@ -180,196 +317,9 @@ DEEPLAB_CROP = 513
 # could be found; the entry keeps the trainval_aug fine-tuned file it was built for.
 DEEPLAB_V2_VGG16_MEMBER = "train2_iter_20000.caffemodel"
 DEEPLAB_V2_RESNET_MEMBER = "train_iter_20000.caffemodel"
-
-
-def _class_names(num_classes: int) -> tuple[str, ...]:
-    return VOC_CLASS_NAMES if num_classes == 21 else _numbered(num_classes)
-
-
-def _deeplab_segmenter(model, variables, num_classes, crop_size) -> Segmenter:
-    return Segmenter(
-        model,
-        variables,
-        normalize=bgr_minus_mean(DEEPLAB_MEAN_BGR),
-        class_names=_class_names(num_classes),
-        crop_size=DEEPLAB_CROP if crop_size is None else crop_size,
-        pad_pixel=_rgb(DEEPLAB_MEAN_BGR),
-        bucket=None,
-    )
-
-
-def build_deeplab_v1(
-    path: str | Path,
-    *,
-    output_stride: int | None = None,
-    crop_size: int | Sequence[int] | None = None,
-    num_classes: int = 21,
-    fc_features: int = 1024,
-    classifier: str = "fc8_voc12",
-) -> Segmenter:
-    """DeepLab v1 LargeFOV from its `.caffemodel`: ceil-mode pools, `pool5a`, Caffe's `Interp`
-    zoom 8; images padded with the mean to 513 x 513 (or `crop_size`), BGR minus the mean."""
-    _no_output_stride(output_stride, "DeepLab v1", 8)
-    model = DeepLabV1(
-        num_classes=num_classes,
-        fc_features=fc_features,
-        ceil_mode=True,
-        pool5_avg=True,
-        caffe_interp=True,
-    )
-    spec = convert.deeplab_v1_spec(model, classifier)
-    variables = convert.convert_caffemodel(path, spec)
-    return _deeplab_segmenter(model, variables, num_classes, crop_size)
-
-
-def build_deeplab_v2_vgg16(
-    path: str | Path,
-    *,
-    output_stride: int | None = None,
-    crop_size: int | Sequence[int] | None = None,
-    num_classes: int = 21,
-    fc_features: int = 1024,
-    classifier: str = "fc8_voc12",
-) -> Segmenter:
-    """DeepLab v2 VGG16 ASPP-L from its `.caffemodel`: ceil-mode pools, four LargeFOV
-    branches at rates 6/12/18/24 summed, Caffe's `Interp` zoom 8; padded to 513 as v1."""
-    _no_output_stride(output_stride, "DeepLab v2 VGG16", 8)
-    model = DeepLabV2VGG16(
-        num_classes=num_classes, fc_features=fc_features, ceil_mode=True, caffe_interp=True
-    )
-    spec = convert.deeplab_v2_vgg_spec(model, classifier)
-    variables = convert.convert_caffemodel(caffemodel_from(path, DEEPLAB_V2_VGG16_MEMBER), spec)
-    return _deeplab_segmenter(model, variables, num_classes, crop_size)
-
-
-# ---- DeepLab v2 ResNet-101 -----------------------------------------------------------------
-
+# Scale tags of the multi-scale ResNet-101 net's per-branch weight copies (inputs at 0.75, 0.5).
 MSC_SUFFIXES = ("_res075", "_res05")
-
-
-def build_deeplab_v2_resnet(
-    path: str | Path,
-    *,
-    output_stride: int | None = None,
-    crop_size: int | Sequence[int] | None = None,
-    num_classes: int = 21,
-    stage_sizes: Sequence[int] = (3, 4, 23, 3),
-    base_width: int = 64,
-    multi_scale_inputs: Sequence[float] = (0.75, 0.5),
-    classifier: str = "fc1_voc12",
-) -> Segmenter:
-    """DeepLab v2 ResNet-101 ASPP-L (MSC) from its `.caffemodel`: Caffe ResNet (stride in the
-    1x1 `branch2a`, ceil-mode stem pool, BatchNorm + Scale), inputs at 1, 0.75 and 0.5 fused
-    by max, Caffe's `Interp` zoom 8; padded to 513 with the mean, BGR minus the mean."""
-    _no_output_stride(output_stride, "DeepLab v2 ResNet-101", 8)
-    backbone = functools.partial(
-        ResNet,
-        stage_sizes=tuple(stage_sizes),
-        base_width=base_width,
-        stride_in_1x1=True,
-        stem_pool_ceil_mode=True,
-    )
-    model = DeepLabV2(
-        num_classes=num_classes,
-        backbone=backbone,
-        output_stride=8,
-        multi_scale_inputs=tuple(multi_scale_inputs),
-        caffe_interp=True,
-    )
-    path = caffemodel_from(path, DEEPLAB_V2_RESNET_MEMBER)
-    what = f"Caffe model {path}"
-    arrays = convert.drop_scale_copies(flat_blobs(read_caffemodel(path)), MSC_SUFFIXES, what)
-    spec = convert.deeplab_v2_resnet_spec(model, stage_sizes, classifier)
-    variables = convert.convert_caffemodel(path, spec, arrays=arrays)
-    return _deeplab_segmenter(model, variables, num_classes, crop_size)
-
-
-# ---- SegNet --------------------------------------------------------------------------------
-
-# The 12 classes of the SegNet web demo (CamVid's 11 with road marking split from road).
-SEGNET_DRIVING_CLASS_NAMES = (
-    "sky", "building", "pole", "road_marking", "road", "pavement", "tree", "sign_symbol",
-    "fence", "car", "pedestrian", "bicyclist",
-)  # fmt: skip
-
-
-def _segnet_segmenter(model, variables, class_names, crop_size) -> Segmenter:
-    return Segmenter(
-        model,
-        variables,
-        normalize=raw_bgr,
-        class_names=class_names,
-        crop_size=crop_size,
-        pad_pixel=(0.0, 0.0, 0.0),
-        bucket=None,
-    )
-
-
-def build_segnet(
-    path: str | Path,
-    *,
-    output_stride: int | None = None,
-    crop_size: int | Sequence[int] | None = None,
-    num_classes: int = 12,
-) -> Segmenter:
-    """SegNet (VGG16 encoder-decoder) from a caffe-segnet `.caffemodel`: conv bias and
-    inference `BN` folded into BatchNorm, ceil-mode pools with stored indices, 3x3 classifier,
-    raw BGR input. Each image runs at its own size (the release's is 360 x 480)."""
-    _no_output_stride(output_stride, "SegNet", 32)
-    model = SegNet(num_classes=num_classes, classifier_kernel_size=3)
-    variables = convert.convert_caffemodel(path, convert.segnet_spec(model))
-    names = SEGNET_DRIVING_CLASS_NAMES if num_classes == 12 else (
-        CAMVID_CLASS_NAMES if num_classes == 11 else _numbered(num_classes)
-    )  # fmt: skip
-    return _segnet_segmenter(model, variables, names, crop_size)
-
-
-def build_segnet_basic(
-    path: str | Path,
-    *,
-    output_stride: int | None = None,
-    crop_size: int | Sequence[int] | None = None,
-    num_classes: int = 11,
-    features: int = 64,
-) -> Segmenter:
-    """SegNet-Basic from the SegNet tutorial's `.caffemodel`: input LRN, four 7x7 conv + BN
-    stages, decoder without ReLU, raw BGR input, each image at its own size."""
-    _no_output_stride(output_stride, "SegNet-Basic", 16)
-    model = SegNetBasic(num_classes=num_classes, features=features)
-    variables = convert.convert_caffemodel(path, convert.segnet_basic_spec(model))
-    names = CAMVID_CLASS_NAMES if num_classes == 11 else _numbered(num_classes)
-    return _segnet_segmenter(model, variables, names, crop_size)
-
-
-# ---- VGG16 (ImageNet) ----------------------------------------------------------------------
-
-
-def build_vgg16_ilsvrc(
-    path: str | Path,
-    *,
-    output_stride: int | None = None,
-    crop_size: int | Sequence[int] | None = None,
-    num_classes: int = 1000,
-    fc_features: int = 4096,
-) -> Segmenter:
-    """VGG_ILSVRC_16_layers as a dense classifier (`VGG16Classifier`): fc6 a 7x7 VALID conv,
-    class scores of every 224-pixel window resized to the image; images smaller than
-    224 x 224 are padded with the mean (`crop_size`, default 224). BGR minus VGG's mean."""
-    _no_output_stride(output_stride, "VGG16", 32)
-    model = VGG16Classifier(num_classes=num_classes, fc_features=fc_features)
-    variables = convert.convert_caffemodel(path, convert.vgg16_ilsvrc_spec(model))
-    return Segmenter(
-        model,
-        variables,
-        normalize=bgr_minus_mean(VGG_MEAN_BGR),
-        class_names=_numbered(num_classes),
-        crop_size=224 if crop_size is None else crop_size,
-        pad_pixel=_rgb(VGG_MEAN_BGR),
-        bucket=None,
-    )
-
-
-# ---- the entries ---------------------------------------------------------------------------
+_DEEPLAB = dict(output_stride=8, mean_bgr=DEEPLAB_MEAN_BGR, crop_size=DEEPLAB_CROP, labels="voc")
 
 _DEEPLAB_NOTES = (
     "Input BGR minus (104.008, 116.669, 122.675); images padded bottom/right with the mean "
@@ -389,166 +339,189 @@ _TRAINED_ON_VAL = (
     "VOC 2012 val is not held out and not comparable with the published numbers."
 )
 
-register(
-    ZooEntry(
-        name="deeplab_largefov_voc12",
-        architecture="DeepLab v1 LargeFOV, VGG16 (fc6 3x3 rate 12, 1024 channels)",
-        dataset=f"{_TRAINVAL} (21 classes)",
-        num_classes=21,
-        urls=(
-            "http://ccvl.stat.ucla.edu/ccvl/DeepLab-LargeFOV/train2_iter_8000.caffemodel",
-            "http://www.cs.jhu.edu/~alanlab/ccvl/DeepLab-LargeFOV/train2_iter_8000.caffemodel",
-        ),
-        filename="deeplab_largefov_train2_iter_8000.caffemodel",
-        size=None,
-        published=(
-            Published(
-                "mIoU",
-                62.25,
-                _VOC12_VAL + _NOT_HELD_OUT,
-                eval_output_stride=8,
-                split_in_training=True,
-            ),
-            Published(
-                "mIoU",
-                67.64,
-                f"{_VOC12_VAL}, dense CRF{_NOT_HELD_OUT}",
-                eval_output_stride=8,
-                split_in_training=True,
+_add(
+    "deeplab_largefov_voc12",
+    CaffeRelease(
+        CaffeArch(
+            DeepLabV1,
+            dict(
+                num_classes=21, fc_features=1024, ceil_mode=True, pool5_avg=True, caffe_interp=True
             ),
         ),
-        load=build_deeplab_v1,
-        crf=dict(  # the dense-CRF settings published with this release
-            w_bilateral=4.0, theta_alpha=121.0, theta_beta=5.0, w_gaussian=3.0, theta_gamma=3.0
+        convert.deeplab_v1_spec,
+        **_DEEPLAB,
+    ),
+    architecture="DeepLab v1 LargeFOV, VGG16 (fc6 3x3 rate 12, 1024 channels)",
+    dataset=f"{_TRAINVAL} (21 classes)",
+    urls=(
+        "http://ccvl.stat.ucla.edu/ccvl/DeepLab-LargeFOV/train2_iter_8000.caffemodel",
+        "http://www.cs.jhu.edu/~alanlab/ccvl/DeepLab-LargeFOV/train2_iter_8000.caffemodel",
+    ),
+    filename="deeplab_largefov_train2_iter_8000.caffemodel",
+    published=(
+        Published(
+            "mIoU",
+            62.25,
+            _VOC12_VAL + _NOT_HELD_OUT,
+            eval_output_stride=8,
+            split_in_training=True,
         ),
-        references={
-            "test_prototxt": "http://ccvl.stat.ucla.edu/ccvl/DeepLab-LargeFOV/test.prototxt"
-        },
-        notes=_DEEPLAB_NOTES + " V1 file format (deeplab-public). The only released LargeFOV "
-        "file is train2_iter_8000 (solver2.prototxt: 8000 iterations, prefix train2)."
-        + _TRAINED_ON_VAL,
-    )
+        Published(
+            "mIoU",
+            67.64,
+            f"{_VOC12_VAL}, dense CRF{_NOT_HELD_OUT}",
+            eval_output_stride=8,
+            split_in_training=True,
+        ),
+    ),
+    crf=dict(  # the dense-CRF settings published with this release
+        w_bilateral=4.0, theta_alpha=121.0, theta_beta=5.0, w_gaussian=3.0, theta_gamma=3.0
+    ),
+    references={"test_prototxt": "http://ccvl.stat.ucla.edu/ccvl/DeepLab-LargeFOV/test.prototxt"},
+    notes=_DEEPLAB_NOTES + " V1 file format (deeplab-public). The only released LargeFOV "
+    "file is train2_iter_8000 (solver2.prototxt: 8000 iterations, prefix train2)."
+    + _TRAINED_ON_VAL,
 )
 
 _V2 = "http://liangchiehchen.com/projects/released/deeplab_aspp_{net}/prototxt_and_model.zip"
-register(
-    ZooEntry(
-        name="deeplabv2_vgg16_voc12",
-        architecture="DeepLab v2, VGG16, ASPP-L (rates 6/12/18/24)",
-        dataset=f"{_TRAINVAL} (21 classes)",
-        num_classes=21,
-        urls=(_V2.format(net="vgg16"),),
-        filename="deeplab_aspp_vgg16_prototxt_and_model.zip",
-        size=None,
-        published=(
-            Published(
-                "mIoU",
-                68.96,
-                _VOC12_VAL + _NOT_HELD_OUT,
-                eval_output_stride=8,
-                split_in_training=True,
-            ),
-            Published(
-                "mIoU",
-                71.57,
-                f"{_VOC12_VAL}, dense CRF{_NOT_HELD_OUT}",
-                eval_output_stride=8,
-                split_in_training=True,
-            ),
+_add(
+    "deeplabv2_vgg16_voc12",
+    CaffeRelease(
+        CaffeArch(
+            DeepLabV2VGG16,
+            dict(num_classes=21, fc_features=1024, ceil_mode=True, caffe_interp=True),
         ),
-        load=build_deeplab_v2_vgg16,
-        crf=dict(  # the dense-CRF settings published with this release
-            w_bilateral=4.0, theta_alpha=65.0, theta_beta=3.0, w_gaussian=2.0, theta_gamma=2.0
+        convert.deeplab_v2_vgg_spec,
+        member=DEEPLAB_V2_VGG16_MEMBER,
+        **_DEEPLAB,
+    ),
+    architecture="DeepLab v2, VGG16, ASPP-L (rates 6/12/18/24)",
+    dataset=f"{_TRAINVAL} (21 classes)",
+    urls=(_V2.format(net="vgg16"),),
+    filename="deeplab_aspp_vgg16_prototxt_and_model.zip",
+    published=(
+        Published(
+            "mIoU",
+            68.96,
+            _VOC12_VAL + _NOT_HELD_OUT,
+            eval_output_stride=8,
+            split_in_training=True,
         ),
-        references={"project_page": "http://liangchiehchen.com/projects/DeepLabv2_vgg.html"},
-        notes=_DEEPLAB_NOTES
-        + f" Loads the zip's {DEEPLAB_V2_VGG16_MEMBER}."
-        + _TRAINED_ON_VAL
-        + " Whether the zip also holds the train_aug train_iter_20000.caffemodel (as the "
-        "ResNet-101 zip does) is unconfirmed; if it does, pass that file as checkpoint=.",
-    )
+        Published(
+            "mIoU",
+            71.57,
+            f"{_VOC12_VAL}, dense CRF{_NOT_HELD_OUT}",
+            eval_output_stride=8,
+            split_in_training=True,
+        ),
+    ),
+    crf=dict(  # the dense-CRF settings published with this release
+        w_bilateral=4.0, theta_alpha=65.0, theta_beta=3.0, w_gaussian=2.0, theta_gamma=2.0
+    ),
+    references={"project_page": "http://liangchiehchen.com/projects/DeepLabv2_vgg.html"},
+    notes=_DEEPLAB_NOTES
+    + f" Loads the zip's {DEEPLAB_V2_VGG16_MEMBER}."
+    + _TRAINED_ON_VAL
+    + " Whether the zip also holds the train_aug train_iter_20000.caffemodel (as the "
+    "ResNet-101 zip does) is unconfirmed; if it does, pass that file as checkpoint=.",
 )
-register(
-    ZooEntry(
-        name="deeplabv2_resnet101_voc12",
-        architecture="DeepLab v2, ResNet-101 (Caffe), ASPP-L, multi-scale inputs 1/0.75/0.5 "
-        "fused by max",
-        dataset="MS-COCO, then PASCAL VOC 2012 train_aug (21 classes)",
-        num_classes=21,
-        urls=(_V2.format(net="resnet101"),),
-        filename="deeplab_aspp_resnet101_prototxt_and_model.zip",
-        size=None,
-        published=(
-            Published("mIoU", 76.35, f"{_VOC12_VAL}, MSC", eval_output_stride=8),
-            Published("mIoU", 77.69, f"{_VOC12_VAL}, MSC, dense CRF", eval_output_stride=8),
+_add(
+    "deeplabv2_resnet101_voc12",
+    CaffeRelease(
+        # Caffe's ResNet: stride in the 1x1 `branch2a`, ceil-mode stem pool, BN + Scale; the
+        # inputs at 1, 0.75 and 0.5 fused by max.
+        CaffeArch(
+            DeepLabV2,
+            dict(num_classes=21, multi_scale_inputs=(0.75, 0.5), caffe_interp=True),
+            backbone="resnet101",
+            backbone_options=dict(stride_in_1x1=True, stem_pool_ceil_mode=True),
         ),
-        load=build_deeplab_v2_resnet,
-        crf=dict(  # the dense-CRF settings published with this release
-            w_bilateral=4.0, theta_alpha=67.0, theta_beta=3.0, w_gaussian=3.0, theta_gamma=1.0
-        ),
-        references={"project_page": "http://liangchiehchen.com/projects/DeepLabv2_resnet.html"},
-        notes=_DEEPLAB_NOTES + f" Loads the zip's {DEEPLAB_V2_RESNET_MEMBER} (train_aug, val "
-        "held out); its train2_iter_20000.caffemodel was fine-tuned on trainval_aug (val "
-        "included). The file stores the shared weights once per scale branch (checked equal).",
-    )
+        convert.deeplab_v2_resnet_spec,
+        member=DEEPLAB_V2_RESNET_MEMBER,
+        scale_copies=MSC_SUFFIXES,
+        **_DEEPLAB,
+    ),
+    architecture="DeepLab v2, ResNet-101 (Caffe), ASPP-L, multi-scale inputs 1/0.75/0.5 "
+    "fused by max",
+    dataset="MS-COCO, then PASCAL VOC 2012 train_aug (21 classes)",
+    urls=(_V2.format(net="resnet101"),),
+    filename="deeplab_aspp_resnet101_prototxt_and_model.zip",
+    published=(
+        Published("mIoU", 76.35, f"{_VOC12_VAL}, MSC", eval_output_stride=8),
+        Published("mIoU", 77.69, f"{_VOC12_VAL}, MSC, dense CRF", eval_output_stride=8),
+    ),
+    crf=dict(  # the dense-CRF settings published with this release
+        w_bilateral=4.0, theta_alpha=67.0, theta_beta=3.0, w_gaussian=3.0, theta_gamma=1.0
+    ),
+    references={"project_page": "http://liangchiehchen.com/projects/DeepLabv2_resnet.html"},
+    notes=_DEEPLAB_NOTES + f" Loads the zip's {DEEPLAB_V2_RESNET_MEMBER} (train_aug, val "
+    "held out); its train2_iter_20000.caffemodel was fine-tuned on trainval_aug (val "
+    "included). The file stores the shared weights once per scale branch (checked equal).",
 )
 
 _SEGNET = "http://mi.eng.cam.ac.uk/~agk34/resources/SegNet/{}.caffemodel"
 _SEGNET_PROTOTXT = (
     "https://github.com/alexgkendall/SegNet-Tutorial/blob/master/Example_Models/{}.prototxt"
 )
-register(
-    ZooEntry(
-        name="segnet_basic_camvid",
-        architecture="SegNet-Basic (4 stages of 7x7 conv + BN, 64 channels)",
-        dataset="CamVid (11 classes), SegNet tutorial",
-        num_classes=11,
-        urls=(_SEGNET.format("segnet_basic_camvid"),),
-        filename="segnet_basic_camvid.caffemodel",
-        size=None,
-        published=(Published("mIoU", 46.3, "CamVid test (233 images), 11 classes, 360 x 480"),),
-        load=build_segnet_basic,
-        references={"deploy_prototxt": _SEGNET_PROTOTXT.format("segnet_basic_camvid")},
-        notes="Input raw BGR 0..255 (no mean); runs at the image's size (CamVid: 360 x 480).",
-    )
+# SegNet: conv bias and inference `BN` folded into BatchNorm, ceil-mode pools with stored
+# indices; raw BGR input, each image at its own size (the releases': 360 x 480).
+_add(
+    "segnet_basic_camvid",
+    CaffeRelease(
+        CaffeArch(SegNetBasic, dict(num_classes=11, features=64)),
+        convert.segnet_basic_spec,
+        output_stride=16,
+        mean_bgr=None,
+        labels="camvid",
+    ),
+    architecture="SegNet-Basic (4 stages of 7x7 conv + BN, 64 channels)",
+    dataset="CamVid (11 classes), SegNet tutorial",
+    urls=(_SEGNET.format("segnet_basic_camvid"),),
+    filename="segnet_basic_camvid.caffemodel",
+    published=(Published("mIoU", 46.3, "CamVid test (233 images), 11 classes, 360 x 480"),),
+    references={"deploy_prototxt": _SEGNET_PROTOTXT.format("segnet_basic_camvid")},
+    notes="Input raw BGR 0..255 (no mean); runs at the image's size (CamVid: 360 x 480).",
 )
-register(
-    ZooEntry(
-        name="segnet_driving_webdemo",
-        architecture="SegNet (VGG16 encoder-decoder with BN, pooling indices)",
-        dataset="road scenes of the SegNet web demo (12 classes: CamVid's 11 + road marking)",
-        num_classes=12,
-        urls=(_SEGNET.format("segnet_weights_driving_webdemo"),),
-        filename="segnet_weights_driving_webdemo.caffemodel",
-        size=None,
-        published=(),
-        load=build_segnet,
-        references={"deploy_prototxt": _SEGNET_PROTOTXT.format("segnet_model_driving_webdemo")},
-        notes="Input raw BGR 0..255 (no mean), 360 x 480 as released. The web demo model was "
-        "trained on more data than CamVid and has no published benchmark number.",
-    )
+_add(
+    "segnet_driving_webdemo",
+    CaffeRelease(
+        CaffeArch(SegNet, dict(num_classes=12, classifier_kernel_size=3)),
+        convert.segnet_spec,
+        output_stride=32,
+        mean_bgr=None,
+        labels="segnet_driving",
+    ),
+    architecture="SegNet (VGG16 encoder-decoder with BN, pooling indices)",
+    dataset="road scenes of the SegNet web demo (12 classes: CamVid's 11 + road marking)",
+    urls=(_SEGNET.format("segnet_weights_driving_webdemo"),),
+    filename="segnet_weights_driving_webdemo.caffemodel",
+    published=(),
+    references={"deploy_prototxt": _SEGNET_PROTOTXT.format("segnet_model_driving_webdemo")},
+    notes="Input raw BGR 0..255 (no mean), 360 x 480 as released. The web demo model was "
+    "trained on more data than CamVid and has no published benchmark number.",
 )
-register(
-    ZooEntry(
-        name="vgg16_ilsvrc",
-        architecture="VGG16 ImageNet classifier, fully convolutional (fc6 7x7, fc7/fc8 1x1)",
-        dataset="ILSVRC 2012 (1000 classes)",
-        num_classes=1000,
-        urls=(
-            "http://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/"
-            "VGG_ILSVRC_16_layers.caffemodel",
-        ),
-        filename="VGG_ILSVRC_16_layers.caffemodel",
-        size=None,
-        published=(
-            Published(
-                "top-5 error", 7.5, "ILSVRC 2012 val, dense evaluation at scales 256/384/512"
-            ),
-        ),
-        load=build_vgg16_ilsvrc,
-        references={"deploy_prototxt": "https://gist.github.com/ksimonyan/211839e770f7b538e2d8"},
-        notes="Input BGR minus (103.939, 116.779, 123.68). The FCN and DeepLab "
-        "initialisation: `convert.vgg16_ilsvrc_spec(VGG16(include_fc=True), "
-        "with_classifier=False)`.",
-    )
+# VGG16 as a dense classifier: fc6 a 7x7 VALID conv, class scores of every 224-pixel window
+# resized to the image; smaller images are padded with the mean to 224 x 224.
+_add(
+    "vgg16_ilsvrc",
+    CaffeRelease(
+        CaffeArch(VGG16Classifier, dict(num_classes=1000, fc_features=4096)),
+        convert.vgg16_ilsvrc_spec,
+        output_stride=32,
+        mean_bgr=VGG_MEAN_BGR,
+        crop_size=224,
+    ),
+    architecture="VGG16 ImageNet classifier, fully convolutional (fc6 7x7, fc7/fc8 1x1)",
+    dataset="ILSVRC 2012 (1000 classes)",
+    urls=(
+        "http://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/VGG_ILSVRC_16_layers.caffemodel",
+    ),
+    filename="VGG_ILSVRC_16_layers.caffemodel",
+    published=(
+        Published("top-5 error", 7.5, "ILSVRC 2012 val, dense evaluation at scales 256/384/512"),
+    ),
+    references={"deploy_prototxt": "https://gist.github.com/ksimonyan/211839e770f7b538e2d8"},
+    notes="Input BGR minus (103.939, 116.779, 123.68). The FCN and DeepLab "
+    "initialisation: `convert.vgg16_ilsvrc_spec(VGG16(include_fc=True), "
+    "with_classifier=False)`.",
 )

@@ -25,11 +25,12 @@ from jaxseg.zoo.loading import load
 from jaxseg.zoo.registry import Published, ZooEntry, entry
 
 
-def scores_without_first_output(name: str) -> bool:
-    """Whether release `name`'s output 0 is not a class of its dataset (DeepLab's ADE20K
-    "other"): it is then left out of the argmax and the scores."""
+def label_offset(name: str) -> int:
+    """The output of release `name` that meets the dataset's label 0: 1 for DeepLab's ADE20K
+    release (its output 0 is "other", which jaxseg's ADE20K labels mark as ignored and shift
+    away), else 0. See `jaxseg.scoring.confusion_matrices`."""
     release = RELEASES.get(name)
-    return release is not None and release.labels == "ade20k"
+    return int(release is not None and release.labels == "ade20k")
 
 
 def published_vs_measured(entry: ZooEntry, results: Mapping[str, Any]) -> str:
@@ -96,7 +97,7 @@ def evaluate_entry(
             pairs_fn(),
             crf=item.crf if with_crf else None,
             ignore_label=ignore_label,
-            drop_first_class=scores_without_first_output(name),
+            label_offset=label_offset(name),
         )
         for i in indices:
             published = item.published[i]
@@ -119,8 +120,8 @@ def evaluate_published(
     Args:
       name: a zoo entry with published numbers.
       pairs: (uint8 `[H, W, 3]` image, int `[H, W]` label map) in the entry's label set as
-        jaxseg's datasets deliver it (ADE20K: 0..149, "other" = `ignore_label`; the model's
-        extra "other" output is then left out of the argmax).
+        jaxseg's datasets deliver it (ADE20K: 0..149, "other" = `ignore_label`; they are
+        scored in the release's 151 outputs as DeepLab's eval.py does, see `label_offset`).
       which: index into the entry's `published` (its protocol: output stride, scales, flip).
       checkpoint, crop_size: as `jaxseg.zoo.load`.
       ignore_label: label value not scored.
@@ -141,7 +142,7 @@ def evaluate_published(
         segmenter,
         pairs,
         ignore_label=ignore_label,
-        drop_first_class=scores_without_first_output(name),
+        label_offset=label_offset(name),
     )
     if not results["num_images"]:
         raise ValueError(f"evaluate_published({name!r}): no (image, label) pairs given")

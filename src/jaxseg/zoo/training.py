@@ -5,9 +5,10 @@
     variables = zoo.training.initial_variables("zoo:xception65_coco_voc_trainaug", variables)
 
 `model` is the released architecture with its official switches (BN epsilons, padding,
-align_corners, ASPP layout); `initial_variables` puts the released weights into a model's
-variables: a whole model's (the classifier kept as initialised when the number of classes
-differs), or the backbone of an ImageNet entry.
+align_corners, ASPP layout; for a Caffe release its pad, pooling and `Interp` rules);
+`initial_variables` puts the released weights into a model's variables: a whole model's (the
+classifier kept as initialised when the number of classes differs), or the backbone of an
+ImageNet entry.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxseg import weights
-from jaxseg.zoo import deeplab_models
+from jaxseg.zoo import caffe_models, deeplab_models
 from jaxseg.zoo.loading import fetch, load
 from jaxseg.zoo.registry import entry, local_file
 
@@ -40,23 +41,29 @@ def entry_name(spec: str) -> str:
     return name
 
 
-def model(spec: str, output_stride: int = 16, num_classes: int | None = None) -> nn.Module:
-    """The released architecture of TF DeepLab release `spec` at `output_stride`, optionally
-    with another number of classes (an ImageNet backbone entry then gets the DeepLab v3+ head
-    of the paper). The Caffe releases' architectures are their experiment files' models with
-    the switches `jaxseg.zoo.caffe_models` states (`zoo.load(name).model` is one)."""
+def model(spec: str, output_stride: int | None = None, num_classes: int | None = None) -> nn.Module:
+    """The released architecture of `spec`, optionally with another number of classes.
+
+    A TF DeepLab release is built at `output_stride` (None: 16); an ImageNet backbone entry
+    gets the DeepLab v3+ head of the paper. A Caffe release is its `CaffeArch` (the model class
+    with the release's switches), at its one output stride.
+    """
     name = entry_name(spec)
-    if name not in deeplab_models.RELEASES:
-        raise ValueError(
-            f"{spec} is a Caffe release: build its architecture with its experiment file (the "
-            "switches of jaxseg.zoo.caffe_models), or take zoo.load(name).model"
-        )
+    caffe = caffe_models.RELEASES.get(name)
+    if caffe is not None:
+        if output_stride not in (None, caffe.output_stride):
+            raise ValueError(
+                f"{spec} runs at output stride {caffe.output_stride} only (its layout is fixed "
+                f"by the Caffe release), got output_stride={output_stride}"
+            )
+        arch = caffe.arch if num_classes is None else caffe.arch.with_sizes(num_classes=num_classes)
+        return arch.build()
     arch = deeplab_models.RELEASES[name].arch
     if num_classes is not None:
         arch = dataclasses.replace(arch, num_classes=num_classes)
     elif arch.num_classes is None:
         raise ValueError(f"{spec} is a backbone: pass num_classes to get a segmentation model")
-    return arch.model(output_stride)
+    return arch.model(output_stride or 16)
 
 
 def backbone_weights(name: str, checkpoint: str | Path | None = None):

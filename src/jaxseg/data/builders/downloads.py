@@ -1,4 +1,7 @@
-"""Prepare a TFDS builder with downloads switched off: manual files only, nothing left behind.
+"""Where builders find their archives, and preparing with downloads switched off.
+
+`manual_dir_of(dl_manager)` and `fetch_or_explain(...)` are the find-in-manual_dir-or-download
+steps every jaxseg builder (VOC, CamVid, ADE20K) takes, with one wording for what is missing.
 
 The VOC and CamVid builders download their archives when `manual_dir` lacks them, which is
 right for `tfds.load` on a machine meant to fetch data, and wrong when a person pointed
@@ -20,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jaxseg.data.errors import DatasetNotFoundError
+
 _DOWNLOADS_ALLOWED = contextvars.ContextVar("jaxseg_downloads_allowed", default=True)
 
 
@@ -36,6 +41,53 @@ def no_downloads() -> Iterator[None]:
         yield
     finally:
         _DOWNLOADS_ALLOWED.reset(token)
+
+
+def manual_dir_of(dl_manager: Any) -> Path | None:
+    """The builder's `manual_dir`, or None where TFDS has none (missing or empty folder)."""
+    try:
+        return Path(os.fspath(dl_manager.manual_dir))
+    except AssertionError:  # TFDS asserts on a missing or empty manual_dir
+        return None
+
+
+def fetch_or_explain(
+    dl_manager: Any,
+    url: str,
+    *,
+    what: str,
+    manual: Path | None,
+    missing: str,
+    instructions: str,
+) -> Path:
+    """`url` downloaded and extracted, when `manual` lacked `what` and downloads are allowed.
+
+    Args:
+      dl_manager: the TFDS download manager.
+      url: the official archive.
+      what: the data, as the messages name it ("CamVid folder").
+      manual: the manual directory searched (None: none given).
+      missing: lines ("  - ...") saying what the manual directory lacks.
+      instructions: the builder's how-to, appended to errors.
+
+    Raises:
+      DatasetNotFoundError: downloads are off (nothing was fetched), or the download failed;
+        the message names the manual directory, what is missing and where to get it.
+    """
+    if not downloads_allowed():
+        where = f"manual_dir {manual}" if manual else "the manual directory (none given)"
+        raise DatasetNotFoundError(
+            f"{what} not found in {where}, and downloads are off (nothing was downloaded). "
+            f"Missing:\n{missing}\nGet it from {url}.\n\n{instructions}"
+        )
+    try:
+        return Path(os.fspath(dl_manager.download_and_extract(url)))
+    except Exception as err:  # no network, DNS, HTTP error, checksum: all end the same way
+        where = f"manual_dir {manual} has no {what}" if manual else "no manual_dir given"
+        raise DatasetNotFoundError(
+            f"{what} not found: {where}, and downloading {url} failed "
+            f"({type(err).__name__}: {err}).\n\n{instructions}"
+        ) from err
 
 
 class OneLinePreparation:

@@ -85,13 +85,6 @@ def find_aug(bases: list[Path]) -> Path | None:
     return None
 
 
-def _manual_dir(dl_manager) -> Path | None:
-    try:
-        return Path(os.fspath(dl_manager.manual_dir))
-    except AssertionError:  # TFDS: manual_dir missing or empty
-        return None
-
-
 def _search_bases(dl_manager, manual: Path) -> list[Path]:
     bases = [manual]
     archives = sorted(
@@ -130,25 +123,10 @@ def _missing_voc(bases: list[Path], manual: Path | None) -> str:
     )
 
 
-def _download(dl_manager, url: str, what: str, manual: Path | None, missing: str = "") -> Path:
-    if not downloads.downloads_allowed():
-        where = f"manual_dir {manual}" if manual else "the manual directory"
-        raise DatasetNotFoundError(
-            f"{what} not found in {where}, and downloads are off (nothing was downloaded). "
-            f"Missing:\n{missing or '  - ' + what}\nGet it from {url}.\n\n{INSTRUCTIONS}"
-        )
-    try:
-        return Path(os.fspath(dl_manager.download_and_extract(url)))
-    except Exception as err:  # no network, DNS, HTTP error, checksum: all end the same way
-        where = (
-            f"manual_dir {manual} has no {what}"
-            if manual
-            else "no manual_dir was given or it is empty"
-        )
-        raise DatasetNotFoundError(
-            f"{what} not found: {where}, and downloading {url} failed ({type(err).__name__}: "
-            f"{err}).\n\n{INSTRUCTIONS}"
-        ) from err
+def _download(dl_manager, url: str, what: str, manual: Path | None, missing: str) -> Path:
+    return downloads.fetch_or_explain(
+        dl_manager, url, what=what, manual=manual, missing=missing, instructions=INSTRUCTIONS
+    )
 
 
 def resolve_sources(dl_manager, *, need_extra: bool) -> VocSources:
@@ -158,7 +136,7 @@ def resolve_sources(dl_manager, *, need_extra: bool) -> VocSources:
       DatasetNotFoundError: a needed part is neither in manual_dir nor downloadable; the
         message says where to get it, where to put it and mentions ``--demo``.
     """
-    manual = _manual_dir(dl_manager)
+    manual = downloads.manual_dir_of(dl_manager)
     bases = _search_bases(dl_manager, manual) if manual else []
     voc = find_voc(bases) if bases else None
     if voc is None:
