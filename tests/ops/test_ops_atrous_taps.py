@@ -166,6 +166,24 @@ def test_live_fraction_of_deeplab_aspp_at_a_16x16_map():
     assert _region_stats((4, 16, 16, 8), (3, 3, 8, 8), (6, 6), ((6, 6),) * 2) == (0.75**2, 4)
 
 
+def test_depthwise_pads_once_where_padding_grows_the_map_little():
+    """Stride-1 depthwise convs whose padded map is at most 3.2x the map pad once (forward);
+    at 33x33 and rate 18 (4.4x) and with stride 2 the taps stay zero-filled views."""
+    def form(shape, rate, stride):
+        x, k = jnp.zeros(shape), jnp.zeros((3, 3, 1, shape[-1]))
+        names = _primitives(
+            lambda a, b: cpu.atrous_conv2d(
+                a, b, rate=rate, stride=stride, feature_group_count=shape[-1]
+            ),
+            x,
+            k,
+        )
+        return "custom_vjp_call" in names or "custom_vjp_call_jaxpr" in names
+
+    assert form((1, 33, 33, 8), 1, 1) and form((1, 33, 33, 8), 12, 1)  # 1.13x, 3.1x
+    assert not form((1, 33, 33, 8), 18, 1) and not form((1, 33, 33, 8), 1, 2)
+
+
 @pytest.mark.parametrize("rate", [1, 2, 6])
 def test_cpu_form_matches_tf(rate):
     import tensorflow as tf
