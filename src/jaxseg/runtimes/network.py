@@ -145,6 +145,7 @@ class ExportedNetwork:
         return lambda images: session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
 
     def _load_litert(self, height: int, width: int) -> Callable[[np.ndarray], np.ndarray]:
+        # TensorFlow (jax2tf, the converter): loaded only when a LiteRT model is converted.
         from jaxseg import tf_quiet
         from jaxseg.runtimes.tf_module import jax_module
 
