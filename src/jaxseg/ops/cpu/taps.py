@@ -86,22 +86,24 @@ def tap_conv(x, kernel, rates, strides, pads, groups: int, precision=None) -> ja
         padded = (height + top + bottom) * (width + left + right)
         if (sh, sw) == (1, 1) and padded <= PAD_ONCE_MAX_GROWTH * height * width:
             return _depthwise_pad_once(x, kernel, tuple(rates), tuple(map(tuple, pads)))
-        return sum(view(i, j) * kernel[i, j, 0] for i in range(kh) for j in range(kw))
+        return _depthwise_views(x, kernel, rates, strides, pads)
     if (kh, kw) == (1, 1):
         return _im2col_gemm([view(0, 0)], [kernel[0, 0]], precision)
     return _region_conv(x, kernel, rates, pads, precision)
 
 
-def _depthwise_views(x, kernel, rates, pads) -> jax.Array:
-    """Stride-1 depthwise conv as a sum of zero-filled shifted views (`_shifted_view`)."""
-    (rh, rw), ((top, _), (left, _)) = rates, pads
+def _depthwise_views(x, kernel, rates, strides, pads) -> jax.Array:
+    """Depthwise conv as a sum over taps of zero-filled shifted views (`_shifted_view`)."""
     kh, kw = kernel.shape[:2]
+    (rh, rw), ((top, _), (left, _)) = rates, pads
     counts = tuple(
-        size + lo + hi - (k - 1) * rate
-        for size, (lo, hi), k, rate in zip(x.shape[1:3], pads, (kh, kw), rates, strict=True)
+        (size + lo + hi - (k - 1) * rate - 1) // step + 1
+        for size, (lo, hi), k, rate, step in zip(
+            x.shape[1:3], pads, (kh, kw), rates, strides, strict=True
+        )
     )
     return sum(
-        _shifted_view(x, (i * rh - top, j * rw - left), counts, (1, 1)) * kernel[i, j, 0]
+        _shifted_view(x, (i * rh - top, j * rw - left), counts, strides) * kernel[i, j, 0]
         for i in range(kh)
         for j in range(kw)
     )
@@ -133,7 +135,7 @@ def _depthwise_pad_once_fwd(x, kernel, rates, pads):
 
 def _depthwise_pad_once_bwd(rates, pads, residuals, grad):
     x, kernel = residuals
-    _, pullback = jax.vjp(lambda a, b: _depthwise_views(a, b, rates, pads), x, kernel)
+    _, pullback = jax.vjp(lambda a, b: _depthwise_views(a, b, rates, (1, 1), pads), x, kernel)
     return pullback(grad)
 
 
